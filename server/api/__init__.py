@@ -1,0 +1,1 @@
+"""HTTP API: thin aiohttp handlers (parse -> authorize -> call a service -> respond)."""

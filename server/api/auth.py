@@ -1,0 +1,252 @@
+"""Auth routes: policy login with a one-time code, staff login, refresh, logout, WS ticket, /api/me."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import Field
+
+from server.api.endpoints import ApiModel, current_principal, endpoint
+from server.db.models import InsuredPerson, Policy, Policyholder, Program, StaffAccount
+from server.domain.errors import NotFound
+from server.keys import context_key
+from server.security.otp import mask_phone
+from server.services import auth as auth_service
+from server.services.identity import ROLE_INSURED, STAFF_ROLES
+
+routes = web.RouteTableDef()
+ALL_ROLES = (ROLE_INSURED, *sorted(STAFF_ROLES))
+
+
+class PolicyLoginStart(ApiModel):
+    """Policy number and birth date: identifiers, not secrets (A7)."""
+
+    policy_number: str = Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9\-/]+$")
+    birth_date: date
+
+
+class PolicyLoginStarted(ApiModel):
+    challenge_id: str
+    expires_in: int
+    delivery: str
+    message: str
+
+
+class PolicyLoginVerify(ApiModel):
+    challenge_id: str = Field(min_length=8, max_length=64)
+    code: str = Field(pattern=r"^[0-9]{6}$")
+
+
+class StaffLogin(ApiModel):
+    username: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class RefreshRequest(ApiModel):
+    refresh_token: str = Field(min_length=10, max_length=200)
+
+
+class TokenResponse(ApiModel):
+    access_token: str
+    token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
+    expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    role: str
+
+
+class WebSocketTicketResponse(ApiModel):
+    ticket: str
+    expires_at: datetime
+    url: str
+
+
+class MeResponse(ApiModel):
+    role: str
+    subject_type: str
+    id: int
+    display_name: str
+    details: dict[str, Any]
+
+
+def client_address(request: web.Request) -> str:
+    """The caller's address for rate limits; X-Forwarded-For only behind a trusted proxy."""
+    if request.app[context_key].settings.trusted_proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return (request.remote or "unknown")[:64]
+
+
+def _tokens(pair: auth_service.TokenPair) -> TokenResponse:
+    return TokenResponse(
+        access_token=pair.access_token,
+        expires_at=pair.access_expires_at,
+        refresh_token=pair.refresh_token,
+        refresh_expires_at=pair.refresh_expires_at,
+        role=pair.role,
+    )
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/policy/start",
+    summary="Start a policy login: a one-time code goes to the phone on file",
+    tags=["auth"],
+    body=PolicyLoginStart,
+    response=PolicyLoginStarted,
+    errors=[422, 429],
+)
+async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> PolicyLoginStarted:
+    """Same answer whether or not the policy exists, so it cannot be used to probe policies."""
+    started = await auth_service.start_policy_login(
+        request.app[context_key],
+        policy_number=body.policy_number.upper(),
+        birth_date=body.birth_date,
+        client_address=client_address(request),
+    )
+    return PolicyLoginStarted(
+        challenge_id=started.challenge_id,
+        expires_in=started.expires_in,
+        delivery=started.delivery,
+        message="If the policy and birth date match our records, a code was sent to the phone on file.",
+    )
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/policy/verify",
+    summary="Exchange the one-time code for an access token and a refresh token",
+    tags=["auth"],
+    body=PolicyLoginVerify,
+    response=TokenResponse,
+    errors=[401, 422, 429],
+)
+async def verify_policy_login(request: web.Request, body: PolicyLoginVerify) -> TokenResponse:
+    """Codes are single use, bound to their challenge, and capped at five guesses."""
+    pair = await auth_service.verify_policy_login(
+        request.app[context_key], challenge_id=body.challenge_id, code=body.code, client_address=client_address(request)
+    )
+    return _tokens(pair)
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/login",
+    summary="Staff login by username and password",
+    tags=["auth"],
+    body=StaffLogin,
+    response=TokenResponse,
+    errors=[401, 422, 429],
+)
+async def staff_login(request: web.Request, body: StaffLogin) -> TokenResponse:
+    """Doctors, dispatchers, HR and admins log in with an Argon2id-hashed password."""
+    pair = await auth_service.staff_login(
+        request.app[context_key], username=body.username, password=body.password, client_address=client_address(request)
+    )
+    return _tokens(pair)
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/refresh",
+    summary="Rotate the refresh token; reuse of a spent one ends the session",
+    tags=["auth"],
+    body=RefreshRequest,
+    response=TokenResponse,
+    errors=[401, 422],
+)
+async def refresh(request: web.Request, body: RefreshRequest) -> TokenResponse:
+    """Single-use refresh tokens with reuse detection."""
+    return _tokens(await auth_service.refresh(request.app[context_key], refresh_token=body.refresh_token))
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/logout",
+    summary="End this session: tokens and open sockets stop working",
+    tags=["auth"],
+    roles=ALL_ROLES,
+    status=200,
+    errors=[401],
+)
+async def logout(request: web.Request) -> dict[str, bool]:
+    """Revoke the session behind the caller's access token."""
+    await auth_service.logout(request.app[context_key], current_principal(request))
+    return {"logged_out": True}
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/auth/ws-ticket",
+    summary="A single-use ticket (30 s) to open the client WebSocket without a token in the URL",
+    tags=["auth"],
+    roles=ALL_ROLES,
+    response=WebSocketTicketResponse,
+    errors=[401],
+)
+async def websocket_ticket(request: web.Request) -> WebSocketTicketResponse:
+    """Browsers cannot set headers on a WebSocket; the ticket goes in the first frame."""
+    ticket, expires_at = await auth_service.issue_websocket_ticket(request.app[context_key], current_principal(request))
+    return WebSocketTicketResponse(ticket=ticket, expires_at=expires_at, url="/api/ws")
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/me",
+    summary="Who am I: the caller's identity and basic details",
+    tags=["auth"],
+    roles=ALL_ROLES,
+    response=MeResponse,
+    errors=[401],
+)
+async def me(request: web.Request) -> MeResponse:
+    """Insured persons see their policy; staff see their account."""
+    principal = current_principal(request)
+    ctx = request.app[context_key]
+    async with ctx.uow() as uow:
+        if principal.subject_type == "insured":
+            person = await uow.session.get(InsuredPerson, principal.subject_id)
+            if person is None:
+                raise NotFound("no such person")
+            policy = await uow.session.get(Policy, person.policy_id)
+            assert policy is not None
+            program = await uow.session.get(Program, policy.program_id)
+            holder = await uow.session.get(Policyholder, policy.policyholder_id)
+            assert program is not None and holder is not None
+            return MeResponse(
+                role=principal.role,
+                subject_type="insured",
+                id=person.id,
+                display_name=person.full_name,
+                details={
+                    "policy_number": policy.number,
+                    "policy_starts_on": policy.starts_on.isoformat(),
+                    "policy_ends_on": policy.ends_on.isoformat(),
+                    "program": program.name,
+                    "policyholder": holder.name,
+                    "service_type": person.service_type,
+                    "city": person.city,
+                    "phone_hint": mask_phone(person.phone),
+                },
+            )
+        account = await uow.session.get(StaffAccount, principal.subject_id)
+        if account is None:
+            raise NotFound("no such account")
+        details: dict[str, Any] = {"username": account.username}
+        if account.role == "doctor":
+            details["specialties"] = list(account.specialties)
+        if account.hr_policyholder_id is not None:
+            details["policyholder_id"] = account.hr_policyholder_id
+        return MeResponse(
+            role=principal.role, subject_type="staff", id=account.id, display_name=account.full_name, details=details
+        )

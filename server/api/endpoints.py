@@ -1,0 +1,166 @@
+"""The endpoint decorator: JSON parsing, pydantic validation, role checks and OpenAPI metadata.
+
+Handlers declare what they accept and who may call them; this module does the rest, so that
+every route parses, authorizes and reports errors the same way, and ``/api/openapi.json`` is
+generated from the same declarations that run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from server.api.errors import error_response, validation_details
+from server.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from server.keys import context_key, principal_key
+from server.services import auth as auth_service
+from server.services.identity import Principal
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+Handler = Callable[..., Awaitable[Any]]
+
+MAX_JSON_BYTES = 256 * 1024
+
+
+class ApiModel(BaseModel):
+    """Base of request and response models: unknown fields in requests are refused."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """What the OpenAPI document says about one route."""
+
+    method: str
+    path: str
+    summary: str
+    tags: tuple[str, ...]
+    roles: tuple[str, ...] | None
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    errors: tuple[int, ...] = field(default=())
+    content_type: str = "application/json"
+
+
+def endpoint(
+    routes: web.RouteTableDef,
+    method: str,
+    path: str,
+    *,
+    summary: str,
+    tags: Iterable[str] = (),
+    roles: Iterable[str] | None = None,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: Any = None,
+    status: int = 200,
+    errors: Iterable[int] = (),
+    content_type: str = "application/json",
+) -> Callable[[Handler], Handler]:
+    """Register a handler.
+
+    Args:
+        roles: Roles allowed to call; ``None`` makes the route public.
+        body: Pydantic model of the JSON body, passed to the handler as ``body``.
+        query: Pydantic model of the query string, passed as ``query``.
+        response: Model (or type) of the JSON response; pydantic models returned by the
+            handler are serialised by mode="json".
+    """
+    allowed = tuple(roles) if roles is not None else None
+    spec = EndpointSpec(
+        method=method.upper(),
+        path=path,
+        summary=summary,
+        tags=tuple(tags),
+        roles=allowed,
+        body=body,
+        query=query,
+        response=response,
+        status=status,
+        errors=tuple(errors),
+        content_type=content_type,
+    )
+
+    def decorator(func: Handler) -> Handler:
+        @functools.wraps(func)
+        async def wrapper(request: web.Request) -> web.StreamResponse:
+            kwargs: dict[str, Any] = {}
+            if allowed is not None:
+                principal = await _authenticate(request)
+                if principal.role not in allowed:
+                    raise Forbidden("your role may not do this", code="wrong_role")
+                request[principal_key] = principal
+            try:
+                if body is not None:
+                    kwargs["body"] = body.model_validate(await read_json(request))
+                if query is not None:
+                    kwargs["query"] = query.model_validate(dict(request.query))
+            except ValidationError as exc:
+                return error_response(
+                    422, "validation_error", "the request is not valid", details=validation_details(exc)
+                )
+            result = await func(request, **kwargs)
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.json_response(to_jsonable(result), status=status)
+
+        wrapper.__endpoint_spec__ = spec  # type: ignore[attr-defined]
+        routes.route(spec.method, path)(wrapper)
+        return wrapper
+
+    return decorator
+
+
+async def _authenticate(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("authentication required", code="unauthorized")
+    return await auth_service.authenticate(request.app[context_key], token.strip())
+
+
+async def read_json(request: web.Request) -> Any:
+    """Read a JSON body with a size cap; malformed JSON is a 400 that says so."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
+    raw = await request.read()
+    if len(raw) > MAX_JSON_BYTES:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=len(raw))
+    if not raw.strip():
+        raise InvalidInput("a JSON body is required", code="malformed_json")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}", code="malformed_json") from exc
+
+
+_any_adapter: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Serialise pydantic models, dataclasses, dates and decimals for ``json_response``."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    return _any_adapter.dump_python(value, mode="json")
+
+
+def current_principal(request: web.Request) -> Principal:
+    """The authenticated caller of a protected route."""
+    return request[principal_key]
+
+
+def path_int(request: web.Request, name: str) -> int:
+    """A positive integer path parameter; anything else is a 404 (the thing cannot exist)."""
+    raw = request.match_info.get(name, "")
+    if not raw.isdigit() or len(raw) > 18:
+        raise NotFound(f"no such {name.removesuffix('_id')}")
+    return int(raw)

@@ -1,0 +1,186 @@
+"""The composition root: ``create_app(settings)`` wires engine, bus, services, routes and middlewares."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+from prometheus_client import CollectorRegistry
+
+from server.api import auth as auth_routes
+from server.api import health as health_routes
+from server.api import openapi as openapi_routes
+from server.api.errors import error_middleware
+from server.bus import make_bus
+from server.clock import Clock, SystemClock
+from server.config import Settings
+from server.db.engine import make_engine, make_session_factory
+from server.keys import (
+    bus_key,
+    clock_key,
+    code_sender_key,
+    context_key,
+    engine_key,
+    metrics_key,
+    metrics_registry_key,
+    session_factory_key,
+    settings_key,
+    tokens_key,
+    websockets_key,
+)
+from server.logging_setup import request_context_middleware
+from server.metrics import make_metrics
+from server.security.otp import CodeSender, OutboxSender
+from server.security.tokens import TokenService
+from server.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+BackgroundSetup = Callable[[web.Application], AsyncIterator[None]]
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Headers every response carries: no sniffing, no framing, a strict CSP, no caching of API data."""
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
+    if request.path.startswith("/api/"):
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    code_sender: CodeSender | None = None,
+    extra_setup: Iterable[Callable[[web.Application], None]] = (),
+) -> web.Application:
+    """Build the application; tests call this with their own settings, clock and sender."""
+    settings = settings.with_dev_secret() if settings.environment != "production" else settings
+    app = web.Application(
+        middlewares=[request_context_middleware, security_headers_middleware, error_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
+    )
+    registry = CollectorRegistry()
+    app[settings_key] = settings
+    app[clock_key] = clock or SystemClock()
+    app[code_sender_key] = code_sender or OutboxSender(settings.outbox_path)
+    app[metrics_registry_key] = registry
+    app[metrics_key] = make_metrics(registry)
+    app[tokens_key] = TokenService(
+        settings.jwt_secret.get_secret_value(), settings.jwt_issuer, settings.jwt_audience, settings.access_token_ttl
+    )
+    app[websockets_key] = weakref.WeakSet()
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(bus_ctx)
+    app.cleanup_ctx.append(context_ctx)
+    app.on_shutdown.append(close_websockets)
+
+    for module in (health_routes, openapi_routes, auth_routes):
+        app.router.add_routes(module.routes)
+    _setup_optional_areas(app)
+    for setup in extra_setup:
+        setup(app)
+    if WEB_ROOT.is_dir():
+        setup_web(app)
+    return app
+
+
+def _setup_optional_areas(app: web.Application) -> None:
+    """Wire each area that exists: coverage/dispatch, consultations/roster, realtime, signalling."""
+    import importlib
+
+    for module_name in (
+        "server.api.coverage",
+        "server.api.dispatch",
+        "server.api.admin",
+        "server.api.roster",
+        "server.api.consultations",
+        "server.api.hr",
+        "server.realtime.setup",
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)
+        else:
+            app.router.add_routes(module.routes)
+
+
+def setup_web(app: web.Application) -> None:
+    """Serve the browser app (plain ES modules, no build step) from ``web/``."""
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_ROOT / "index.html")
+
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", WEB_ROOT, show_index=False, follow_symlinks=False)
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Own the engine: created at start-up, disposed at shutdown."""
+    settings = app[settings_key]
+    engine = make_engine(settings.effective_database_url, echo=settings.sql_echo)
+    app[engine_key] = engine
+    app[session_factory_key] = make_session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Own the bus connection and its listener task."""
+    settings = app[settings_key]
+    bus = make_bus(settings.redis_url, settings.redis_prefix)
+    await bus.start()
+    app[bus_key] = bus
+    yield
+    await bus.close()
+
+
+async def context_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Build the service context once the engine and bus exist."""
+    app[context_key] = ServiceContext(
+        settings=app[settings_key],
+        session_factory=app[session_factory_key],
+        bus=app[bus_key],
+        clock=app[clock_key],
+        tokens=app[tokens_key],
+        code_sender=app[code_sender_key],
+        metrics=app[metrics_key],
+    )
+    yield
+
+
+async def close_websockets(app: web.Application) -> None:
+    """Close every open client socket with GOING_AWAY so clients reconnect elsewhere."""
+    sockets = list(app[websockets_key])
+    if sockets:
+        with contextlib.suppress(Exception):
+            await asyncio.gather(
+                *(ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown") for ws in sockets),
+                return_exceptions=True,
+            )

@@ -1,0 +1,231 @@
+"""The ``telemed`` command: demo, serve, migrate, seed, outbox, users."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from server.config import Settings
+from server.logging_setup import configure_logging
+
+log = logging.getLogger("telemed")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings()
+    updates: dict[str, object] = {}
+    if getattr(args, "port", None):
+        updates["port"] = args.port
+    if getattr(args, "host", None):
+        updates["host"] = args.host
+    if getattr(args, "data_dir", None):
+        updates["data_dir"] = args.data_dir
+    return settings.model_copy(update=updates) if updates else settings
+
+
+def _prepare(settings: Settings) -> Settings:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings.with_dev_secret() if settings.environment != "production" else settings
+    if settings.port and f"http://127.0.0.1:{settings.port}" not in settings.allowed_origins:
+        settings = settings.model_copy(
+            update={
+                "allowed_origins": [
+                    *settings.allowed_origins,
+                    f"http://127.0.0.1:{settings.port}",
+                    f"http://localhost:{settings.port}",
+                ]
+            }
+        )
+    return settings
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply Alembic migrations up to head."""
+    from server.db.migrate import upgrade
+
+    settings = _prepare(_settings(args))
+    upgrade(settings.effective_database_url)
+    print(f"database migrated: {_safe_url(settings.effective_database_url)}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    if "@" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+async def _seed(settings: Settings, insured: int, progress: bool) -> None:
+    from server.db.engine import make_engine, make_session_factory
+    from server.demo import seed_demo
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        report = await seed_demo(
+            make_session_factory(engine), now=datetime.now(UTC), corporate_insured=insured, progress=progress
+        )
+    finally:
+        await engine.dispose()
+    state = "created" if report.created else "already present"
+    print(f"demo data {state}: {report.insured_persons} insured persons; {report.shifts_added} roster shifts added")
+    print("demo logins:")
+    for login in report.logins:
+        print(f"  {login['role']:<11} {login['login']:<60} {login['secret']}")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Migrate, then create the demo data (idempotent)."""
+    settings = _prepare(_settings(args))
+    if settings.environment == "production":
+        print("refusing to seed demo data in production", file=sys.stderr)
+        return 2
+    from server.db.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+    asyncio.run(_seed(settings, args.insured, progress=True))
+    return 0
+
+
+def _serve(settings: Settings) -> None:
+    from server.app import create_app
+
+    configure_logging(settings.log_level, json_output=settings.log_json)
+    app = create_app(settings)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None, shutdown_timeout=10)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the server (migrating first unless told not to)."""
+    settings = _prepare(_settings(args))
+    if not args.skip_migrations:
+        from server.db.migrate import upgrade
+
+        upgrade(settings.effective_database_url)
+    print(f"serving on http://{settings.host}:{settings.port}", flush=True)
+    _serve(settings)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """One command for a fresh machine: migrate, seed, print logins and serve."""
+    settings = _prepare(_settings(args))
+    from server.db.migrate import upgrade
+
+    upgrade(settings.effective_database_url)
+    asyncio.run(_seed(settings, args.insured, progress=True))
+    print(f"one-time codes go to {settings.outbox_path.resolve()} (read them with `telemed outbox`)")
+    print(f"serving on http://{settings.host}:{settings.port}  (Ctrl+C to stop)", flush=True)
+    _serve(settings)
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """Print the last messages of the one-time-code outbox."""
+    from server.security.otp import OutboxSender
+
+    settings = _settings(args)
+    messages = OutboxSender(settings.outbox_path).read(args.last)
+    if not messages:
+        print(f"the outbox {settings.outbox_path} is empty")
+    for message in messages:
+        print(json.dumps(message, ensure_ascii=False))
+    return 0
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    from server.db.engine import make_engine, make_session_factory
+    from server.db.models import StaffAccount
+    from server.security.passwords import hash_password
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        async with make_session_factory(engine)() as session:
+            session.add(
+                StaffAccount(
+                    username=args.username,
+                    password_hash=hash_password(password),
+                    role=args.role,
+                    full_name=args.full_name or args.username,
+                    specialties=args.specialty or [],
+                    hr_policyholder_id=args.policyholder_id,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+def cmd_users_create(args: argparse.Namespace) -> int:
+    """Create a staff account; the password is read from the terminal or stdin, never argv."""
+    settings = _prepare(_settings(args))
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        print("the password must have at least 12 characters", file=sys.stderr)
+        return 2
+    if args.role == "hr" and args.policyholder_id is None:
+        print("an HR account needs --policyholder-id", file=sys.stderr)
+        return 2
+    asyncio.run(_create_user(settings, args, password))
+    print(f"created {args.role} account {args.username}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="telemed", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: object, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(func=func)
+        command.add_argument("--data-dir", help="data folder (default ./telemed-data or TELEMED_DATA_DIR)")
+        return command
+
+    demo = add("demo", cmd_demo, "migrate, seed demo data, print logins and serve (embedded defaults)")
+    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--host", default=None)
+    demo.add_argument("--insured", type=int, default=300, help="employees on the corporate policy")
+
+    serve = add("serve", cmd_serve, "run the server")
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--skip-migrations", action="store_true")
+
+    add("migrate", cmd_migrate, "apply database migrations")
+
+    seed = add("seed", cmd_seed, "create demo data (idempotent)")
+    seed.add_argument("--insured", type=int, default=300, help="employees on the corporate policy")
+
+    outbox = add("outbox", cmd_outbox, "show the last one-time codes sent by the default sender")
+    outbox.add_argument("--last", type=int, default=10)
+
+    users = add("users-create", cmd_users_create, "create a staff account (password from stdin)")
+    users.add_argument("username")
+    users.add_argument("--role", choices=["doctor", "dispatcher", "hr", "admin"], required=True)
+    users.add_argument("--full-name")
+    users.add_argument("--specialty", action="append")
+    users.add_argument("--policyholder-id", type=int)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``telemed`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging("WARNING", json_output=False)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

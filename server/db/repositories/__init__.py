@@ -1,0 +1,1 @@
+"""Repositories: intention-revealing queries; the only place that writes SQL."""

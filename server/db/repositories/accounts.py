@@ -1,0 +1,129 @@
+"""Queries for logins, sessions, refresh tokens, WebSocket tickets and staff accounts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import (
+    AuthSession,
+    InsuredPerson,
+    LoginChallenge,
+    LoginFailure,
+    Policy,
+    RefreshToken,
+    StaffAccount,
+    WebSocketTicket,
+)
+
+
+async def find_insured_for_login(session: AsyncSession, policy_number: str, birth_date: date) -> InsuredPerson | None:
+    """The active insured person with this policy number and birth date, if any."""
+    stmt = (
+        select(InsuredPerson)
+        .join(Policy, Policy.id == InsuredPerson.policy_id)
+        .where(Policy.number == policy_number, InsuredPerson.birth_date == birth_date)
+        .order_by(InsuredPerson.id)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count_challenges_since(
+    session: AsyncSession, *, since: datetime, policy_number: str | None = None, client_address: str | None = None
+) -> int:
+    """How many login challenges were started since ``since`` for a policy or from an address."""
+    stmt = select(func.count()).select_from(LoginChallenge).where(LoginChallenge.created_at >= since)
+    if policy_number is not None:
+        stmt = stmt.where(LoginChallenge.policy_number == policy_number)
+    if client_address is not None:
+        stmt = stmt.where(LoginChallenge.client_address == client_address)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def count_failures_since(session: AsyncSession, account_key: str, since: datetime) -> int:
+    """Failed logins for one account since ``since``."""
+    stmt = (
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.account_key == account_key, LoginFailure.created_at >= since)
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def get_challenge_for_update(session: AsyncSession, challenge_id: str) -> LoginChallenge | None:
+    """Lock a challenge row so concurrent guesses are counted one by one."""
+    stmt = select(LoginChallenge).where(LoginChallenge.id == challenge_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_staff_by_username(session: AsyncSession, username: str) -> StaffAccount | None:
+    """A staff account by its (case-insensitive) username."""
+    stmt = select(StaffAccount).where(func.lower(StaffAccount.username) == username.lower())
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def spend_refresh_token(session: AsyncSession, token_hash: str, now: datetime) -> str | None:
+    """Atomically mark a refresh token used; returns its session id, or None if spent or unknown.
+
+    ``UPDATE ... WHERE used_at IS NULL RETURNING`` makes rotation a compare-and-swap, so two
+    parallel refreshes of the same token cannot both get a successor (checklist A5).
+    """
+    stmt = (
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+        .returning(RefreshToken.session_id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def session_of_refresh_token(session: AsyncSession, token_hash: str) -> str | None:
+    """The session a (possibly spent) refresh token belongs to."""
+    stmt = select(RefreshToken.session_id).where(RefreshToken.token_hash == token_hash)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def revoke_session(session: AsyncSession, session_id: str, now: datetime, reason: str) -> bool:
+    """Revoke one session (the whole refresh-token family); False if it was already revoked."""
+    stmt = (
+        update(AuthSession)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .returning(AuthSession.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def revoke_subject_sessions(
+    session: AsyncSession, subject_type: str, subject_id: int, now: datetime, reason: str
+) -> list[str]:
+    """Revoke every live session of a subject (account disabled, role changed)."""
+    stmt = (
+        update(AuthSession)
+        .where(
+            AuthSession.subject_type == subject_type,
+            AuthSession.subject_id == subject_id,
+            AuthSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=now, revoked_reason=reason)
+        .returning(AuthSession.id)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def spend_websocket_ticket(session: AsyncSession, ticket_hash: str, now: datetime) -> str | None:
+    """Atomically use a WebSocket ticket; its session id if it was valid and unused."""
+    stmt = (
+        update(WebSocketTicket)
+        .where(
+            WebSocketTicket.ticket_hash == ticket_hash,
+            WebSocketTicket.used_at.is_(None),
+            WebSocketTicket.expires_at > now,
+        )
+        .values(used_at=now)
+        .returning(WebSocketTicket.session_id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()

@@ -1,0 +1,509 @@
+"""Demo data: realistic, deterministic and idempotent (``telemed seed`` / ``telemed demo``).
+
+One corporate policyholder with departments and a few hundred employees, some individual
+policies, clinics of all three price categories in five cities (three with a dispatch console,
+two with a branch curator), about twenty doctors and a duty roster that covers 24/7 (R11.2).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tqdm import tqdm
+
+from server.db.models import (
+    Clinic,
+    DispatchPoint,
+    DutyShift,
+    InsuredPerson,
+    Policy,
+    Policyholder,
+    Program,
+    ProgramClinic,
+    ScheduledPayment,
+    StaffAccount,
+)
+from server.security.passwords import hash_password
+
+DEMO_PASSWORD: Final = "demo-password"  # noqa: S105 - printed demo credential, refused in production
+CORPORATE_POLICY: Final = "VHI-CORP-0001"
+DEPARTMENTS: Final = ("Finance", "Sales", "Engineering", "Logistics", "Customer Care", "Legal", "HR")
+ALL_COMPONENTS: Final = ["outpatient", "dental", "ambulance", "inpatient", "telemedicine"]
+
+CITIES: Final = {
+    "Moscow": "Europe/Moscow",
+    "Saint Petersburg": "Europe/Moscow",
+    "Ekaterinburg": "Asia/Yekaterinburg",
+    "Kazan": "Europe/Moscow",
+    "Novosibirsk": "Asia/Novosibirsk",
+}
+
+FIRST_NAMES: Final = (
+    "Alexander",
+    "Maria",
+    "Dmitry",
+    "Anna",
+    "Sergey",
+    "Elena",
+    "Andrey",
+    "Olga",
+    "Ivan",
+    "Natalia",
+    "Mikhail",
+    "Tatiana",
+    "Nikolai",
+    "Irina",
+    "Pavel",
+    "Svetlana",
+    "Alexei",
+    "Ekaterina",
+    "Yuri",
+    "Daria",
+)
+LAST_NAMES: Final = (
+    "Ivanov",
+    "Smirnov",
+    "Kuznetsov",
+    "Popov",
+    "Vasiliev",
+    "Petrov",
+    "Sokolov",
+    "Mikhailov",
+    "Novikov",
+    "Fedorov",
+    "Morozov",
+    "Volkov",
+    "Alekseev",
+    "Lebedev",
+    "Semenov",
+    "Egorov",
+    "Pavlov",
+    "Kozlov",
+)
+
+DOCTORS: Final = [
+    *[(f"dr.gp{i}", f"GP Doctor {i}", ["general_practice"]) for i in range(1, 11)],
+    ("dr.pediatrics", "Dr. Irina Pediatrician", ["pediatrics", "general_practice"]),
+    ("dr.cardiology", "Dr. Pavel Cardiologist", ["cardiology"]),
+    ("dr.neurology", "Dr. Olga Neurologist", ["neurology"]),
+    ("dr.dermatology", "Dr. Sergey Dermatologist", ["dermatology"]),
+    ("dr.gynecology", "Dr. Anna Gynecologist", ["gynecology"]),
+    ("dr.otolaryngology", "Dr. Yuri ENT", ["otolaryngology"]),
+    ("dr.gastro", "Dr. Elena Gastroenterologist", ["gastroenterology"]),
+    ("dr.endocrinology", "Dr. Ivan Endocrinologist", ["endocrinology"]),
+    ("dr.psychotherapy", "Dr. Maria Psychotherapist", ["psychotherapy"]),
+    ("dr.cardiology2", "Dr. Nikolai Cardiologist", ["cardiology"]),
+]
+
+
+@dataclass(slots=True)
+class SeedReport:
+    """What the seed created or found, printed by the CLI."""
+
+    created: bool
+    insured_persons: int = 0
+    shifts_added: int = 0
+    logins: list[dict[str, str]] = field(default_factory=list)
+
+
+def _full_name(rng: random.Random) -> str:
+    first = rng.choice(FIRST_NAMES)
+    last = rng.choice(LAST_NAMES)
+    if first.endswith("a") and not last.endswith("a"):
+        last += "a"
+    return f"{last} {first}"
+
+
+def _birth_date(rng: random.Random) -> date:
+    return date(1960, 1, 1) + timedelta(days=rng.randrange(0, 365 * 45))
+
+
+async def seed_demo(
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    now: datetime,
+    corporate_insured: int = 300,
+    roster_days: int = 28,
+    progress: bool = False,
+) -> SeedReport:
+    """Create the demo data if missing, and extend the roster to cover the coming weeks.
+
+    Args:
+        now: Seeding time (UTC); policies run from the start of this year.
+        corporate_insured: Employees on the corporate policy (``--insured``).
+        roster_days: How many days ahead the duty roster must cover.
+        progress: Show a progress bar for the insured persons.
+    """
+    async with session_factory() as session:
+        exists = (await session.execute(select(Policy.id).where(Policy.number == CORPORATE_POLICY))).first()
+        created = exists is None
+        if created:
+            await _seed_base(session, now=now, corporate_insured=corporate_insured, progress=progress)
+            await session.commit()
+        shifts_added = await extend_roster(session, now=now, days=roster_days)
+        await session.commit()
+        count = (await session.execute(select(func.count()).select_from(InsuredPerson))).scalar_one()
+        logins = await demo_logins(session)
+    return SeedReport(created=created, insured_persons=int(count), shifts_added=shifts_added, logins=logins)
+
+
+async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured: int, progress: bool) -> None:
+    rng = random.Random(20261125)  # deterministic demo data
+    year_start = date(now.year, 1, 1)
+    year_end = date(now.year, 12, 31)
+
+    programs = {
+        1: Program(
+            code="DR-RESO-PREMIUM",
+            name="Doctor Reso Premium",
+            components=ALL_COMPONENTS,
+            price_category=1,
+            tariff_dispatcher=Decimal("68000.00"),
+            tariff_registry=Decimal("91000.00"),
+            registry_offered=True,
+            telemedicine_allowance_per_year=24,
+        ),
+        2: Program(
+            code="DR-RESO-STANDARD",
+            name="Doctor Reso Standard",
+            components=ALL_COMPONENTS,
+            price_category=2,
+            tariff_dispatcher=Decimal("42000.00"),
+            tariff_registry=Decimal("55500.00"),
+            registry_offered=True,
+            telemedicine_allowance_per_year=12,
+        ),
+        3: Program(
+            code="DR-RESO-BASIC",
+            name="Doctor Reso Basic",
+            components=["outpatient", "ambulance", "telemedicine"],
+            price_category=3,
+            tariff_dispatcher=Decimal("24000.00"),
+            tariff_registry=None,
+            registry_offered=False,
+            telemedicine_allowance_per_year=6,
+        ),
+    }
+    session.add_all(programs.values())
+
+    clinics: list[Clinic] = []
+    for city in CITIES:
+        for category in (1, 2, 3):
+            for n in range(1, 3):
+                clinics.append(
+                    Clinic(
+                        name=f"{city} Clinic {'ABC'[category - 1]}{n}",
+                        city=city,
+                        address=f"{10 * category + n} {['Lenin', 'Pushkin', 'Gagarin'][category - 1]} St, {city}",
+                        phone=f"+7 (495) {100 + 10 * category + n}-{rng.randrange(10, 99)}-{rng.randrange(10, 99)}",
+                        price_category=category,
+                        has_access_system=(n == 2 and category == 1),
+                    )
+                )
+    session.add_all(clinics)
+    await session.flush()
+    for program in programs.values():
+        for clinic in clinics:
+            # A program lists clinics of its own category and cheaper ones (reachable via the console).
+            if clinic.price_category >= program.price_category:
+                session.add(ProgramClinic(program_id=program.id, clinic_id=clinic.id))
+
+    for point in _dispatch_points():
+        session.add(point)
+
+    corporate = Policyholder(
+        kind="corporate",
+        name="OOO Severstal Logistics",
+        tax_id="7701234567",
+        account_manager="Marina Orlova, +7 495 777-00-11",
+        created_at=now,
+    )
+    session.add(corporate)
+    await session.flush()
+    corporate_policy = Policy(
+        number=CORPORATE_POLICY,
+        policyholder_id=corporate.id,
+        program_id=programs[2].id,
+        starts_on=year_start,
+        ends_on=year_end,
+        payment_mode="installments",
+        premium=programs[2].tariff_dispatcher * corporate_insured,
+        created_at=now,
+    )
+    session.add(corporate_policy)
+    await session.flush()
+    quarter_amount = (corporate_policy.premium / 4).quantize(Decimal("0.01"))
+    for quarter in range(4):
+        session.add(
+            ScheduledPayment(
+                policy_id=corporate_policy.id,
+                due_on=date(now.year, 1 + 3 * quarter, 1),
+                amount=quarter_amount,
+                purpose="premium",
+            )
+        )
+
+    registry_clinics = [c for c in clinics if c.price_category == 2]
+    rows: list[dict[str, Any]] = []
+    iterator = range(corporate_insured)
+    for index in tqdm(iterator, desc="insured persons", disable=not progress, unit="person"):
+        city = list(CITIES)[index % 10 if index % 10 < 5 else 0]
+        registry = index % 7 == 3
+        attached = next((c for c in registry_clinics if c.city == city), registry_clinics[0]) if registry else None
+        rows.append(
+            {
+                "policy_id": corporate_policy.id,
+                "full_name": _full_name(rng) if index else "Ivanova Anna",
+                "birth_date": _birth_date(rng) if index else date(1990, 5, 17),
+                "phone": f"+79{rng.randrange(100000000, 999999999)}",
+                "city": city,
+                "department": DEPARTMENTS[index % len(DEPARTMENTS)],
+                "service_type": "registry" if registry else "dispatcher",
+                "attached_clinic_id": attached.id if attached else None,
+                "is_active": True,
+                "created_at": now,
+            }
+        )
+        if len(rows) >= 5000:
+            await session.execute(insert(InsuredPerson), rows)
+            rows = []
+    if rows:
+        await session.execute(insert(InsuredPerson), rows)
+
+    individuals = [
+        ("Petrov Sergey", date(1985, 3, 2), "Saint Petersburg", 1, "lump_sum"),
+        ("Sokolova Elena", date(1978, 11, 30), "Ekaterinburg", 2, "lump_sum"),
+        ("Volkov Dmitry", date(1992, 7, 8), "Kazan", 3, "installments"),
+        ("Lebedeva Olga", date(1969, 1, 21), "Novosibirsk", 2, "installments"),
+    ]
+    for number, (name, born, city, category, mode) in enumerate(individuals, start=1):
+        holder = Policyholder(kind="individual", name=name, created_at=now)
+        session.add(holder)
+        await session.flush()
+        program = programs[category]
+        policy = Policy(
+            number=f"VHI-IND-{number:04d}",
+            policyholder_id=holder.id,
+            program_id=program.id,
+            starts_on=year_start,
+            ends_on=year_end,
+            payment_mode=mode,
+            premium=program.tariff_dispatcher,
+            created_at=now,
+        )
+        session.add(policy)
+        await session.flush()
+        dues = [year_start] if mode == "lump_sum" else [date(now.year, m, 1) for m in (1, 4, 7, 10)]
+        for due in dues:
+            session.add(
+                ScheduledPayment(
+                    policy_id=policy.id,
+                    due_on=due,
+                    purpose="premium",
+                    amount=(program.tariff_dispatcher / len(dues)).quantize(Decimal("0.01")),
+                )
+            )
+        session.add(
+            InsuredPerson(
+                policy_id=policy.id,
+                full_name=name,
+                birth_date=born,
+                phone=f"+79{rng.randrange(100000000, 999999999)}",
+                city=city,
+                department=None,
+                service_type="dispatcher",
+                is_active=True,
+                created_at=now,
+            )
+        )
+
+    password_hash = hash_password(DEMO_PASSWORD)
+    for username, full_name, specialties in DOCTORS:
+        session.add(
+            StaffAccount(
+                username=username,
+                password_hash=password_hash,
+                role="doctor",
+                full_name=full_name,
+                specialties=specialties,
+                max_active_consultations=3,
+                created_at=now,
+            )
+        )
+    for username, full_name in (("dispatcher", "Natalia Dispatcher"), ("dispatcher2", "Andrey Dispatcher")):
+        session.add(
+            StaffAccount(
+                username=username,
+                password_hash=password_hash,
+                role="dispatcher",
+                full_name=full_name,
+                specialties=[],
+                created_at=now,
+            )
+        )
+    session.add(
+        StaffAccount(
+            username="hr",
+            password_hash=password_hash,
+            role="hr",
+            full_name="Svetlana HR Manager",
+            specialties=[],
+            hr_policyholder_id=corporate.id,
+            created_at=now,
+        )
+    )
+    session.add(
+        StaffAccount(
+            username="admin",
+            password_hash=password_hash,
+            role="admin",
+            full_name="Admin",
+            specialties=[],
+            created_at=now,
+        )
+    )
+
+
+def _dispatch_points() -> list[DispatchPoint]:
+    weekdays = {str(d): ["09:00", "18:00"] for d in range(5)} | {"5": None, "6": None}
+    return [
+        DispatchPoint(
+            kind="console",
+            city="Moscow",
+            name="Moscow dispatch console (24 h)",
+            phone="+7 495 730-30-00",
+            timezone="Europe/Moscow",
+            hours={"always": True},
+        ),
+        DispatchPoint(
+            kind="console",
+            city="Saint Petersburg",
+            name="St. Petersburg dispatch console (24 h)",
+            phone="+7 812 333-33-33",
+            timezone="Europe/Moscow",
+            hours={"always": True},
+        ),
+        DispatchPoint(
+            kind="console",
+            city="Ekaterinburg",
+            name="Ekaterinburg dispatch console",
+            phone="+7 343 222-22-22",
+            timezone="Asia/Yekaterinburg",
+            hours={str(d): ["08:00", "20:00"] for d in range(6)} | {"6": None},
+        ),
+        DispatchPoint(
+            kind="branch_curator",
+            city="Kazan",
+            name="Kazan branch VHI curator",
+            phone="+7 843 211-11-11",
+            timezone="Europe/Moscow",
+            hours=weekdays,
+        ),
+        DispatchPoint(
+            kind="branch_curator",
+            city="Novosibirsk",
+            name="Novosibirsk branch VHI curator",
+            phone="+7 383 200-00-00",
+            timezone="Asia/Novosibirsk",
+            hours=weekdays,
+        ),
+        DispatchPoint(
+            kind="federal_line",
+            city="Moscow",
+            name="Moscow 24-hour dispatch center (federal line)",
+            phone="8-800-100-63-65",
+            timezone="Europe/Moscow",
+            hours={"always": True},
+        ),
+    ]
+
+
+async def extend_roster(session: AsyncSession, *, now: datetime, days: int) -> int:
+    """Add demo shifts so that every hour from yesterday to ``now + days`` is covered (R11.2).
+
+    General practice: two GPs in each 12-hour slot, rotating; specialists: 06:00-18:00 UTC daily.
+    Idempotent: a day that already has shifts is left alone.
+    """
+    doctors = {
+        d.username: d
+        for d in (await session.execute(select(StaffAccount).where(StaffAccount.role == "doctor"))).scalars()
+    }
+    if not doctors:
+        return 0
+    start_day = (now - timedelta(days=1)).date()
+    existing = {
+        row[0].date() if isinstance(row[0], datetime) else row[0]
+        for row in (
+            await session.execute(
+                select(DutyShift.starts_at).where(
+                    DutyShift.starts_at >= datetime.combine(start_day, datetime.min.time(), tzinfo=UTC)
+                )
+            )
+        ).all()
+    }
+    gps = [d for name, d in sorted(doctors.items()) if name.startswith("dr.gp")]
+    specialists = [(d, d.specialties[0]) for name, d in sorted(doctors.items()) if not name.startswith("dr.gp")]
+    added = 0
+    for offset in range(days + 2):
+        day = start_day + timedelta(days=offset)
+        day_start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        if any(existing_day == day for existing_day in existing):
+            continue
+        ordinal = day.toordinal()
+        for slot in range(2):
+            for k in range(2):
+                doctor = gps[(ordinal * 4 + slot * 2 + k) % len(gps)]
+                session.add(
+                    DutyShift(
+                        doctor_id=doctor.id,
+                        specialty="general_practice",
+                        starts_at=day_start + timedelta(hours=12 * slot),
+                        ends_at=day_start + timedelta(hours=12 * (slot + 1)),
+                        created_at=now,
+                    )
+                )
+                added += 1
+        for doctor, specialty in specialists:
+            session.add(
+                DutyShift(
+                    doctor_id=doctor.id,
+                    specialty=specialty,
+                    starts_at=day_start + timedelta(hours=6),
+                    ends_at=day_start + timedelta(hours=18),
+                    created_at=now,
+                )
+            )
+            added += 1
+    return added
+
+
+async def demo_logins(session: AsyncSession) -> list[dict[str, str]]:
+    """Logins to print after the demo starts."""
+    first = (
+        await session.execute(
+            select(InsuredPerson, Policy.number)
+            .join(Policy, Policy.id == InsuredPerson.policy_id)
+            .where(Policy.number == CORPORATE_POLICY)
+            .order_by(InsuredPerson.id)
+            .limit(1)
+        )
+    ).first()
+    logins = []
+    if first is not None:
+        person, number = first
+        logins.append(
+            {
+                "role": "insured",
+                "login": f"policy {number}, birth date {person.birth_date.isoformat()}",
+                "secret": "one-time code: run `telemed outbox` (also in the server log)",
+            }
+        )
+    for username, role in (("dr.gp1", "doctor"), ("dispatcher", "dispatcher"), ("hr", "hr"), ("admin", "admin")):
+        logins.append({"role": role, "login": username, "secret": f"password {DEMO_PASSWORD}"})
+    return logins

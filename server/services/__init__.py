@@ -1,0 +1,1 @@
+"""Use cases: each combines domain rules, repositories and the bus in one transaction."""

@@ -1,0 +1,406 @@
+"""Authentication use cases: policy login with a one-time code, staff login, refresh, logout.
+
+Checklist A5-A9: codes are single use and bound to their challenge, the response for an
+unknown policy is the same as for a known one, refresh tokens rotate with reuse detection,
+and a revoked session stops its access tokens and WebSockets at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Final
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import (
+    AuthSession,
+    InsuredPerson,
+    LoginChallenge,
+    LoginFailure,
+    Policy,
+    RefreshToken,
+    StaffAccount,
+)
+from server.db.models import WebSocketTicket as WebSocketTicketRow
+from server.db.repositories import accounts as repo
+from server.domain.errors import Forbidden, RateLimited, Unauthorized
+from server.security import otp
+from server.security.passwords import hash_password, needs_rehash, verify_password
+from server.security.tokens import hash_token, new_opaque_token
+from server.services.context import ServiceContext
+from server.services.identity import ROLE_INSURED, Principal
+
+log = logging.getLogger(__name__)
+
+SESSION_REVOKED: Final = "session.revoked"
+WRONG_CREDENTIALS: Final = "these credentials are not valid"
+WRONG_CODE: Final = "the code is not valid or has expired; request a new one"
+
+
+def session_channel(session_id: str) -> str:
+    """Bus channel on which a session's revocation is announced (sockets listen to it)."""
+    return f"session:{session_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStarted:
+    """The answer to a policy-login start; identical whether or not the policy exists (A9)."""
+
+    challenge_id: str
+    expires_in: int
+    delivery: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a successful login or refresh returns."""
+
+    access_token: str
+    access_expires_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    role: str
+    session_id: str
+
+
+async def start_policy_login(
+    ctx: ServiceContext, *, policy_number: str, birth_date: date, client_address: str
+) -> LoginStarted:
+    """Start a policy login: send a one-time code to the phone on file, if the person exists.
+
+    Raises:
+        RateLimited: too many starts for this policy or from this address in the last hour.
+    """
+    now = ctx.clock.now()
+    settings = ctx.settings
+    hour_ago = now - timedelta(hours=1)
+    challenge_id = secrets.token_urlsafe(24)
+    code = otp.new_code()
+    async with ctx.uow() as uow:
+        per_policy = await repo.count_challenges_since(uow.session, since=hour_ago, policy_number=policy_number)
+        per_address = await repo.count_challenges_since(uow.session, since=hour_ago, client_address=client_address)
+        if per_policy >= settings.login_starts_per_policy_per_hour or (
+            per_address >= settings.login_starts_per_address_per_hour
+        ):
+            ctx.metrics.logins.labels("policy_start", "rate_limited").inc()
+            raise RateLimited("too many login attempts; try again later")
+        person = await repo.find_insured_for_login(uow.session, policy_number, birth_date)
+        deliverable = person is not None and person.is_active
+        if person is not None and deliverable:
+            policy_valid = await _policy_valid_on(uow.session, person, now.date())
+            deliverable = policy_valid
+        uow.session.add(
+            LoginChallenge(
+                id=challenge_id,
+                policy_number=policy_number,
+                insured_person_id=person.id if (person is not None and deliverable) else None,
+                # For an unknown person the code is never sent, so no one can ever match it.
+                code_hash=otp.hash_code(challenge_id, code if deliverable else secrets.token_hex(16), _pepper(ctx)),
+                client_address=client_address,
+                guesses=0,
+                created_at=now,
+                expires_at=now + timedelta(seconds=settings.otp_ttl_seconds),
+            )
+        )
+        await uow.commit()
+    if person is not None and deliverable:
+        await ctx.code_sender.send(
+            person.phone, f"Telemed login code: {code}. Valid {settings.otp_ttl_seconds // 60} min.", now=now
+        )
+    ctx.metrics.logins.labels("policy_start", "ok").inc()
+    return LoginStarted(challenge_id=challenge_id, expires_in=settings.otp_ttl_seconds, delivery="sms")
+
+
+async def _policy_valid_on(session: AsyncSession, person: InsuredPerson, on: date) -> bool:
+    policy = await session.get(Policy, person.policy_id)
+    return policy is not None and policy.starts_on <= on <= policy.ends_on
+
+
+def _pepper(ctx: ServiceContext) -> str:
+    return ctx.settings.jwt_secret.get_secret_value()
+
+
+async def verify_policy_login(
+    ctx: ServiceContext, *, challenge_id: str, code: str, client_address: str
+) -> TokenPair:
+    """Exchange a challenge and its code for tokens; every failure looks the same (A9).
+
+    Raises:
+        Unauthorized: wrong, expired, reused or over-guessed code, or unknown challenge.
+        RateLimited: the account had too many failures in the last hour.
+    """
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        challenge = await repo.get_challenge_for_update(uow.session, challenge_id)
+        if challenge is None:
+            ctx.metrics.logins.labels("policy_verify", "failed").inc()
+            raise Unauthorized(WRONG_CODE, code="invalid_code")
+        account_key = f"policy:{challenge.policy_number}"
+        failures = await repo.count_failures_since(uow.session, account_key, now - timedelta(hours=1))
+        if failures >= ctx.settings.failed_logins_per_account_per_hour:
+            raise RateLimited("too many failed attempts for this policy; try again later")
+        usable = (
+            challenge.consumed_at is None
+            and challenge.expires_at > now
+            and challenge.guesses < ctx.settings.otp_max_guesses
+            and challenge.insured_person_id is not None
+        )
+        challenge.guesses += 1
+        matches = otp.codes_equal(challenge.code_hash, otp.hash_code(challenge.id, code, _pepper(ctx)))
+        if not (usable and matches):
+            uow.session.add(LoginFailure(account_key=account_key, client_address=client_address, created_at=now))
+            await uow.commit()
+            ctx.metrics.logins.labels("policy_verify", "failed").inc()
+            raise Unauthorized(WRONG_CODE, code="invalid_code")
+        challenge.consumed_at = now
+        assert challenge.insured_person_id is not None
+        pair = await _open_session(ctx, uow.session, "insured", challenge.insured_person_id, ROLE_INSURED, now)
+        await uow.commit()
+    ctx.metrics.logins.labels("policy_verify", "ok").inc()
+    return pair
+
+
+async def staff_login(ctx: ServiceContext, *, username: str, password: str, client_address: str) -> TokenPair:
+    """Staff login by username and Argon2id password; upgrades an outdated hash.
+
+    Raises:
+        Unauthorized: unknown user, wrong password or disabled account (one message for all).
+        RateLimited: too many failures for this account in the last hour.
+    """
+    now = ctx.clock.now()
+    account_key = f"staff:{username.lower()}"
+    async with ctx.uow() as uow:
+        failures = await repo.count_failures_since(uow.session, account_key, now - timedelta(hours=1))
+        if failures >= ctx.settings.failed_logins_per_account_per_hour:
+            raise RateLimited("too many failed attempts for this account; try again later")
+        account = await repo.get_staff_by_username(uow.session, username)
+        ok = verify_password(account.password_hash if account else None, password)
+        if account is None or not ok or not account.is_active:
+            uow.session.add(LoginFailure(account_key=account_key, client_address=client_address, created_at=now))
+            await uow.commit()
+            ctx.metrics.logins.labels("staff", "failed").inc()
+            raise Unauthorized(WRONG_CREDENTIALS, code="invalid_credentials")
+        if needs_rehash(account.password_hash):
+            account.password_hash = hash_password(password)
+        pair = await _open_session(ctx, uow.session, "staff", account.id, account.role, now)
+        await uow.commit()
+    ctx.metrics.logins.labels("staff", "ok").inc()
+    return pair
+
+
+async def _open_session(
+    ctx: ServiceContext, session: AsyncSession, subject_type: str, subject_id: int, role: str, now: datetime
+) -> TokenPair:
+    session_id = secrets.token_urlsafe(18)
+    expires_at = now + timedelta(hours=ctx.settings.refresh_absolute_hours)
+    session.add(
+        AuthSession(
+            id=session_id,
+            subject_type=subject_type,
+            subject_id=subject_id,
+            role=role,
+            created_at=now,
+            last_used_at=now,
+            expires_at=expires_at,
+        )
+    )
+    await session.flush()
+    return await _issue_pair(ctx, session, session_id, subject_type, subject_id, role, expires_at, now)
+
+
+async def _issue_pair(
+    ctx: ServiceContext,
+    session: AsyncSession,
+    session_id: str,
+    subject_type: str,
+    subject_id: int,
+    role: str,
+    session_expires_at: datetime,
+    now: datetime,
+) -> TokenPair:
+    refresh = new_opaque_token()
+    session.add(RefreshToken(session_id=session_id, token_hash=hash_token(refresh), created_at=now))
+    access, access_expires = ctx.tokens.issue_access(
+        subject_type=subject_type, subject_id=subject_id, role=role, session_id=session_id, now=now
+    )
+    return TokenPair(
+        access_token=access,
+        access_expires_at=access_expires,
+        refresh_token=refresh,
+        refresh_expires_at=min(session_expires_at, now + timedelta(minutes=ctx.settings.refresh_idle_minutes)),
+        role=role,
+        session_id=session_id,
+    )
+
+
+async def refresh(ctx: ServiceContext, *, refresh_token: str) -> TokenPair:
+    """Rotate a refresh token; reuse of a spent one revokes the whole family (A5).
+
+    Raises:
+        Unauthorized: unknown, spent, idle-expired or absolutely expired refresh token.
+    """
+    now = ctx.clock.now()
+    token_hash = hash_token(refresh_token)
+    revoked_family: str | None = None
+    async with ctx.uow() as uow:
+        session_id = await repo.spend_refresh_token(uow.session, token_hash, now)
+        if session_id is None:
+            reused_session = await repo.session_of_refresh_token(uow.session, token_hash)
+            if reused_session is not None and await repo.revoke_session(
+                uow.session, reused_session, now, "refresh_token_reuse"
+            ):
+                revoked_family = reused_session
+                log.warning("refresh token reuse detected; session %s revoked", reused_session)
+            await uow.commit()
+            if revoked_family is not None:
+                await _announce_revocation(ctx, revoked_family, "refresh_token_reuse")
+            raise Unauthorized("the session has ended; please log in again", code="invalid_refresh_token")
+        auth_session = await uow.session.get(AuthSession, session_id)
+        assert auth_session is not None
+        idle_limit = timedelta(minutes=ctx.settings.refresh_idle_minutes)
+        if (
+            auth_session.revoked_at is not None
+            or auth_session.expires_at <= now
+            or now - auth_session.last_used_at > idle_limit
+            or not await _subject_active(uow.session, auth_session.subject_type, auth_session.subject_id, auth_session)
+        ):
+            await uow.commit()
+            raise Unauthorized("the session has ended; please log in again", code="invalid_refresh_token")
+        auth_session.last_used_at = now
+        pair = await _issue_pair(
+            ctx,
+            uow.session,
+            auth_session.id,
+            auth_session.subject_type,
+            auth_session.subject_id,
+            auth_session.role,
+            auth_session.expires_at,
+            now,
+        )
+        await uow.commit()
+    return pair
+
+
+async def logout(ctx: ServiceContext, principal: Principal) -> None:
+    """End the caller's session: its refresh tokens, access tokens and sockets stop working."""
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        await repo.revoke_session(uow.session, principal.session_id, now, "logout")
+        await uow.commit()
+    await _announce_revocation(ctx, principal.session_id, "logout")
+
+
+async def _announce_revocation(ctx: ServiceContext, session_id: str, reason: str) -> None:
+    await ctx.bus.publish(session_channel(session_id), {"type": SESSION_REVOKED, "reason": reason})
+
+
+async def _subject_active(session: AsyncSession, subject_type: str, subject_id: int, auth_session: AuthSession) -> bool:
+    subject: StaffAccount | InsuredPerson | None
+    if subject_type == "staff":
+        subject = await session.get(StaffAccount, subject_id)
+        if subject is not None and subject.role != auth_session.role:
+            return False
+    else:
+        subject = await session.get(InsuredPerson, subject_id)
+    if subject is None or not subject.is_active:
+        return False
+    return subject.tokens_valid_after is None or subject.tokens_valid_after <= auth_session.created_at
+
+
+async def authenticate(ctx: ServiceContext, token: str) -> Principal:
+    """Verify an access token and that its session is still live (A6: logout is immediate).
+
+    Raises:
+        Unauthorized: bad signature or claims, expired, or the session was revoked.
+    """
+    now = ctx.clock.now()
+    claims = ctx.tokens.verify_access(token, now=now)
+    async with ctx.uow() as uow:
+        auth_session = await uow.session.get(AuthSession, claims.session_id)
+        if (
+            auth_session is None
+            or auth_session.revoked_at is not None
+            or auth_session.expires_at <= now
+            or auth_session.subject_type != claims.subject_type
+            or auth_session.subject_id != claims.subject_id
+            or auth_session.role != claims.role
+            or not await _subject_active(uow.session, claims.subject_type, claims.subject_id, auth_session)
+        ):
+            raise Unauthorized("invalid or expired token", code="invalid_token")
+    return Principal(
+        subject_type=claims.subject_type,
+        subject_id=claims.subject_id,
+        role=claims.role,
+        session_id=claims.session_id,
+        token_expires_at=claims.expires_at,
+    )
+
+
+async def issue_websocket_ticket(ctx: ServiceContext, principal: Principal) -> tuple[str, datetime]:
+    """A single-use ticket (at most 60 s) that opens the WebSocket without a token in the URL (B3)."""
+    now = ctx.clock.now()
+    ticket = new_opaque_token()
+    expires_at = now + timedelta(seconds=ctx.settings.ws_ticket_seconds)
+    async with ctx.uow() as uow:
+        uow.session.add(
+            WebSocketTicketRow(
+                ticket_hash=hash_token(ticket), session_id=principal.session_id, created_at=now, expires_at=expires_at
+            )
+        )
+        auth_session = await uow.session.get(AuthSession, principal.session_id)
+        if auth_session is not None:
+            auth_session.last_used_at = now
+        await uow.commit()
+    return ticket, expires_at
+
+
+async def redeem_websocket_ticket(ctx: ServiceContext, ticket: str) -> Principal:
+    """Spend a ticket and return the live session's principal.
+
+    Raises:
+        Unauthorized: unknown, used or expired ticket, or the session is no longer live.
+    """
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        session_id = await repo.spend_websocket_ticket(uow.session, hash_token(ticket), now)
+        await uow.commit()
+        if session_id is None:
+            raise Unauthorized("the connection ticket is not valid", code="invalid_ticket")
+        principal = await session_principal(ctx, session_id)
+    if principal is None:
+        raise Unauthorized("the connection ticket is not valid", code="invalid_ticket")
+    return principal
+
+
+async def session_principal(ctx: ServiceContext, session_id: str) -> Principal | None:
+    """The principal of a live session, or None when revoked, expired or the subject is disabled.
+
+    Sockets call this periodically so that a missed revocation message cannot keep them open.
+    """
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        auth_session = await uow.session.get(AuthSession, session_id)
+        if (
+            auth_session is None
+            or auth_session.revoked_at is not None
+            or auth_session.expires_at <= now
+            or not await _subject_active(uow.session, auth_session.subject_type, auth_session.subject_id, auth_session)
+        ):
+            return None
+        return Principal(
+            subject_type=auth_session.subject_type,
+            subject_id=auth_session.subject_id,
+            role=auth_session.role,
+            session_id=auth_session.id,
+            token_expires_at=auth_session.expires_at,
+        )
+
+
+async def require_insured(principal: Principal) -> int:
+    """The insured person id of the caller, or 403."""
+    if principal.subject_type != "insured":
+        raise Forbidden("only insured persons may do this", code="wrong_role")
+    return principal.subject_id
