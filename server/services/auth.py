@@ -30,19 +30,14 @@ from server.domain.errors import Forbidden, RateLimited, Unauthorized
 from server.security import otp
 from server.security.passwords import hash_password, needs_rehash, verify_password
 from server.security.tokens import hash_token, new_opaque_token
+from server.realtime.channels import EVENT_SESSION_REVOKED, session_channel
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_INSURED, Principal
 
 log = logging.getLogger(__name__)
 
-SESSION_REVOKED: Final = "session.revoked"
 WRONG_CREDENTIALS: Final = "these credentials are not valid"
 WRONG_CODE: Final = "the code is not valid or has expired; request a new one"
-
-
-def session_channel(session_id: str) -> str:
-    """Bus channel on which a session's revocation is announced (sockets listen to it)."""
-    return f"session:{session_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +289,7 @@ async def logout(ctx: ServiceContext, principal: Principal) -> None:
 
 
 async def _announce_revocation(ctx: ServiceContext, session_id: str, reason: str) -> None:
-    await ctx.bus.publish(session_channel(session_id), {"type": SESSION_REVOKED, "reason": reason})
+    await ctx.bus.publish(session_channel(session_id), {"type": EVENT_SESSION_REVOKED, "reason": reason})
 
 
 async def _subject_active(session: AsyncSession, subject_type: str, subject_id: int, auth_session: AuthSession) -> bool:
