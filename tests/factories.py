@@ -191,9 +191,7 @@ class Factories:
 
     async def login_staff(self, client: TestClient[Any, Any], account: StaffAccount) -> dict[str, Any]:
         """Log a staff member in through the API; returns the token response."""
-        response = await client.post(
-            "/api/auth/login", json={"username": account.username, "password": STAFF_PASSWORD}
-        )
+        response = await client.post("/api/auth/login", json={"username": account.username, "password": STAFF_PASSWORD})
         assert response.status == 200, await response.text()
         return dict(await response.json())
 
