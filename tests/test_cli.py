@@ -1,0 +1,92 @@
+"""The ``telemed`` command: migrate + seed are idempotent, the outbox is readable, logins printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from server.db.engine import make_engine, make_session_factory
+from server.db.models import DutyShift, InsuredPerson, Policy, StaffAccount
+
+
+def _telemed(*args: str, data_dir: Path, database_url: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TELEMED_DATA_DIR": str(data_dir), "TELEMED_DATABASE_URL": database_url}
+    env.pop("TELEMED_REDIS_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        check=False,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_seed_twice_creates_the_demo_once_and_prints_logins(tmp_path: Path, database_factory) -> None:
+    url = await database_factory.new_database(migrated=False)
+    try:
+        first = _telemed("seed", "--insured", "40", data_dir=tmp_path, database_url=url)
+        assert first.returncode == 0, first.stderr
+        assert "demo data created" in first.stdout
+        assert "VHI-CORP-0001" in first.stdout and "dispatcher" in first.stdout
+        second = _telemed("seed", "--insured", "40", data_dir=tmp_path, database_url=url)
+        assert second.returncode == 0, second.stderr
+        assert "already present" in second.stdout
+
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                persons = (await session.execute(select(func.count()).select_from(InsuredPerson))).scalar_one()
+                policies = (await session.execute(select(func.count()).select_from(Policy))).scalar_one()
+                doctors = (
+                    await session.execute(
+                        select(func.count()).select_from(StaffAccount).where(StaffAccount.role == "doctor")
+                    )
+                ).scalar_one()
+                specialties = set((await session.execute(select(DutyShift.specialty).distinct())).scalars())
+                service_types = set((await session.execute(select(InsuredPerson.service_type).distinct())).scalars())
+        finally:
+            await engine.dispose()
+        assert persons == 44  # 40 employees + 4 individual policies, not doubled by the second run
+        assert policies == 5
+        assert doctors >= 20
+        assert "general_practice" in specialties and len(specialties - {"general_practice"}) >= 5
+        assert service_types == {"dispatcher", "registry"}
+    finally:
+        await database_factory.drop(url)
+
+
+def test_outbox_command_on_an_empty_outbox(tmp_path: Path) -> None:
+    result = _telemed("outbox", data_dir=tmp_path, database_url="sqlite+aiosqlite:///" + str(tmp_path / "x.db"))
+    assert result.returncode == 0
+    assert "empty" in result.stdout
+
+
+async def test_users_create_refuses_short_passwords_and_creates_staff(tmp_path: Path, database_factory) -> None:
+    url = await database_factory.new_database()
+    try:
+        short = _telemed(
+            "users-create", "nurse", "--role", "dispatcher", data_dir=tmp_path, database_url=url, stdin="short\n"
+        )
+        assert short.returncode == 2
+        created = _telemed(
+            "users-create",
+            "nurse",
+            "--role",
+            "dispatcher",
+            data_dir=tmp_path,
+            database_url=url,
+            stdin="a-long-password-1\n",
+        )
+        assert created.returncode == 0, created.stderr
+        hr_without_company = _telemed(
+            "users-create", "hr2", "--role", "hr", data_dir=tmp_path, database_url=url, stdin="a-long-password-1\n"
+        )
+        assert hr_without_company.returncode == 2
+    finally:
+        await database_factory.drop(url)
