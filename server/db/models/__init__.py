@@ -9,6 +9,7 @@ from server.db.models.accounts import (
     StaffAccount,
     WebSocketTicket,
 )
+from server.db.models.audit import AuditEvent
 from server.db.models.consultations import (
     ChatAttachment,
     Consultation,
@@ -44,6 +45,7 @@ from server.db.models.dispatch import (
 __all__ = [
     "AdditionalAgreement",
     "AttachmentLetter",
+    "AuditEvent",
     "AuthSession",
     "Base",
     "ChatAttachment",
