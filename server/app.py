@@ -83,7 +83,9 @@ def create_app(
     registry = CollectorRegistry()
     app[settings_key] = settings
     app[clock_key] = clock or SystemClock()
-    app[code_sender_key] = code_sender or OutboxSender(settings.outbox_path)
+    app[code_sender_key] = code_sender or OutboxSender(
+        settings.outbox_path, log_codes=settings.environment == "dev"
+    )
     app[metrics_registry_key] = registry
     app[metrics_key] = make_metrics(registry)
     app[tokens_key] = TokenService(

@@ -41,11 +41,14 @@ class CodeSender(Protocol):
 class OutboxSender:
     """The default sender: appends each message as a JSON line to the outbox file and logs it.
 
-    Demo users read their code with ``telemed outbox``; tests read the same file.
+    Demo users read their code with ``telemed outbox``; tests read the same file. The code
+    itself is written to the log only in the dev demo (``log_codes``): production logs carry
+    no secrets (checklist D3), just the masked phone.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, log_codes: bool = False) -> None:
         self.path = path
+        self.log_codes = log_codes
 
     async def send(self, phone: str, text: str, *, now: datetime) -> None:
         """Append to the outbox file and log the delivery."""
@@ -53,7 +56,10 @@ class OutboxSender:
         line = json.dumps({"at": now.isoformat(), "to": phone, "text": text}, ensure_ascii=False)
         with self.path.open("a", encoding="utf-8") as outbox:
             outbox.write(line + "\n")
-        log.info("one-time code sent to %s via outbox %s: %s", mask_phone(phone), self.path, text)
+        if self.log_codes:
+            log.info("one-time code sent to %s via outbox %s: %s", mask_phone(phone), self.path, text)
+        else:
+            log.info("one-time code sent to %s via outbox %s", mask_phone(phone), self.path)
 
     def read(self, limit: int = 20) -> list[dict[str, str]]:
         """The last ``limit`` messages, newest last."""

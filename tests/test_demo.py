@@ -1,0 +1,110 @@
+"""`telemed demo` end to end: a fresh data folder, one command, then a policy login over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from server.security.otp import OutboxSender
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _wait_ready(base: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read() if process.stdout else "demo exited"
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    pytest.fail("the demo did not become ready")
+
+
+async def _pause() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.2)
+
+
+@pytest.mark.slow
+async def test_demo_command_serves_seeded_data_and_a_policy_login_opens_me(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMED_")}
+    env["TELEMED_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--insured", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ready(base, process)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{base}/readyz") as response:
+                ready = await response.json()
+            assert ready["database_backend"] == "sqlite" and ready["bus_backend"] == "in-process"
+            async with session.post(
+                f"{base}/api/auth/policy/start", json={"policy_number": "VHI-CORP-0001", "birth_date": "1990-05-17"}
+            ) as response:
+                assert response.status == 200
+                challenge = (await response.json())["challenge_id"]
+            outbox = (tmp_path / "data" / "outbox.jsonl").read_text().splitlines()
+            code = re.search(r"\b(\d{6})\b", json.loads(outbox[-1])["text"]).group(1)  # type: ignore[union-attr]
+            async with session.post(
+                f"{base}/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
+            ) as response:
+                assert response.status == 200
+                token = (await response.json())["access_token"]
+            async with session.get(f"{base}/api/me", headers={"Authorization": f"Bearer {token}"}) as response:
+                me = await response.json()
+            assert me["display_name"] == "Ivanova Anna"
+            async with session.get(f"{base}/") as response:
+                assert response.status == 200
+                assert "Telemed" in await response.text()
+        assert (tmp_path / "data" / "jwt-secret").stat().st_mode & 0o077 == 0  # generated, private
+    finally:
+        process.terminate()
+        try:
+            output, _ = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert "demo logins" in output
+    assert "dr.gp1" in output
+
+
+async def test_outbox_sender_keeps_codes_out_of_the_log_unless_demo_D3(tmp_path: Path, caplog) -> None:
+    now = datetime(2026, 6, 10, tzinfo=UTC)
+    quiet = OutboxSender(tmp_path / "outbox.jsonl")
+    with caplog.at_level(logging.INFO):
+        await quiet.send("+79001234567", "Telemed login code: 123456.", now=now)
+    assert "123456" not in caplog.text and "4567" in caplog.text
+    assert quiet.read()[-1]["text"] == "Telemed login code: 123456."
+    caplog.clear()
+    demo = OutboxSender(tmp_path / "outbox.jsonl", log_codes=True)
+    with caplog.at_level(logging.INFO):
+        await demo.send("+79001234567", "Telemed login code: 654321.", now=now)
+    assert "654321" in caplog.text
