@@ -45,13 +45,11 @@ log = logging.getLogger(__name__)
 WEB_ROOT = Path(__file__).resolve().parent.parent / "web"
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
-BackgroundSetup = Callable[[web.Application], AsyncIterator[None]]
-
 
 @web.middleware
 async def security_headers_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Headers every response carries: no sniffing, no framing, a strict CSP, no caching of API data."""
-    response = await handler(request)
+    response: web.StreamResponse = await handler(request)
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
@@ -179,7 +177,8 @@ async def context_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def close_websockets(app: web.Application) -> None:
     """Close every open client socket with GOING_AWAY so clients reconnect elsewhere."""
-    sockets = list(app[websockets_key])
+    open_sockets: weakref.WeakSet[web.WebSocketResponse] = app[websockets_key]
+    sockets = list(open_sockets)
     if sockets:
         with contextlib.suppress(Exception):
             await asyncio.gather(

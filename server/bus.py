@@ -260,13 +260,13 @@ class RedisBus:
                     self._fanout.deliver(channel, message)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 raise
             except (RedisError, OSError) as exc:
                 self._connected.clear()
                 log.warning("redis bus connection lost (%s); reconnecting in %.1fs", exc, backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 

@@ -180,6 +180,66 @@ def cmd_users_create(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _roster_import(settings: Settings, text: str) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from server.bus import InProcessBus
+    from server.clock import SystemClock
+    from server.db.engine import make_engine, make_session_factory
+    from server.domain.errors import DomainError
+    from server.metrics import make_metrics
+    from server.security.otp import OutboxSender
+    from server.security.tokens import TokenService
+    from server.services import roster
+    from server.services.context import ServiceContext
+
+    engine = make_engine(settings.effective_database_url)
+    ctx = ServiceContext(
+        settings=settings,
+        session_factory=make_session_factory(engine),
+        bus=InProcessBus(),
+        clock=SystemClock(),
+        tokens=TokenService(
+            settings.jwt_secret.get_secret_value(),
+            settings.jwt_issuer,
+            settings.jwt_audience,
+            settings.access_token_ttl,
+        ),
+        code_sender=OutboxSender(settings.outbox_path),
+        metrics=make_metrics(CollectorRegistry()),
+    )
+    try:
+        try:
+            outcome = await roster.import_shifts(ctx, roster.parse_roster_csv(text))
+        except DomainError as exc:
+            print(f"nothing imported: {exc.message}", file=sys.stderr)
+            for error in exc.details.get("errors", []):
+                print(f"  row {error['row']}: {'; '.join(error['errors'])}", file=sys.stderr)
+            return 2
+        print(f"imported {outcome.created} shifts ({outcome.unchanged} already present)")
+        report = await roster.run_coverage_check(ctx)
+        for item in report.specialties:
+            if item.alert:
+                print(f"ALERT (R11.2) {item.specialty}: {item.gap_hours} h without cover; {item.message}")
+        if report.ok:
+            print(f"general practice is covered round the clock until {report.window_end.isoformat()} (R11.2)")
+        return 0
+    finally:
+        await engine.dispose()
+
+
+def cmd_roster_import(args: argparse.Namespace) -> int:
+    """Import duty shifts from a CSV file, all or nothing, then run the coverage check (R11.2)."""
+    settings = _prepare(_settings(args))
+    try:
+        with open(args.file, encoding="utf-8-sig") as handle:
+            text = handle.read()
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_roster_import(settings, text))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="telemed", description=__doc__)
@@ -215,6 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
     users.add_argument("--full-name")
     users.add_argument("--specialty", action="append")
     users.add_argument("--policyholder-id", type=int)
+
+    roster_import = add(
+        "roster-import",
+        cmd_roster_import,
+        "import duty shifts from a CSV (doctor_username,specialty,starts_at,ends_at; ISO-8601 with offset)",
+    )
+    roster_import.add_argument("file")
 
     return parser
 

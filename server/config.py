@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     log_json: bool = True
     sql_echo: bool = False
     rtc_host_addresses: list[str] = Field(default_factory=list)
+    # Client WebSocket and chat (server/realtime, server/services/chat.py).
+    ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    ws_session_check_seconds: float = Field(default=60.0, gt=0, le=300)
+    ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
+    ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
+    chat_batch_max: int = Field(default=500, ge=1, le=5000)
+    # Telemedicine queue and roster (R11): background loops (0 disables them; tests drive them by hand).
+    assignment_interval_seconds: float = Field(default=2.0, ge=0)
+    offer_timeout_seconds: int = Field(default=60, ge=5, le=3600)
+    offer_min_remaining_shift_minutes: int = Field(default=10, ge=0, le=240)
+    handover_grace_minutes: int = Field(default=5, ge=0, le=240)
+    consultation_avg_minutes: int = Field(default=15, ge=1, le=240)
+    roster_check_interval_seconds: float = Field(default=300.0, ge=0)
+    roster_check_weeks: int = Field(default=2, ge=1, le=8)
 
     @field_validator("allowed_origins", "rtc_host_addresses", mode="before")
     @classmethod

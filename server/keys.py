@@ -15,8 +15,11 @@ if TYPE_CHECKING:
     from server.clock import Clock
     from server.config import Settings
     from server.metrics import Metrics
+    from server.realtime.commands import CommandRegistry
+    from server.realtime.hub import RealtimeHub
     from server.security.otp import CodeSender
     from server.security.tokens import TokenService
+    from server.services.chat import ChatWriter
     from server.services.context import ServiceContext
     from server.services.identity import Principal
 
@@ -31,6 +34,9 @@ metrics_registry_key: web.AppKey[CollectorRegistry] = web.AppKey("metrics_regist
 metrics_key: web.AppKey[Metrics] = web.AppKey("metrics")
 websockets_key: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 context_key: web.AppKey[ServiceContext] = web.AppKey("context")
+chat_writer_key: web.AppKey[ChatWriter] = web.AppKey("chat_writer")
+realtime_hub_key: web.AppKey[RealtimeHub] = web.AppKey("realtime_hub")
+ws_commands_key: web.AppKey[CommandRegistry] = web.AppKey("ws_commands")
 
 principal_key: web.RequestKey[Principal] = web.RequestKey("principal")
 request_id_key: web.RequestKey[str] = web.RequestKey("request_id")

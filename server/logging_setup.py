@@ -51,7 +51,7 @@ async def request_context_middleware(request: web.Request, handler: Any) -> web.
     started = time.perf_counter()
     status = 500
     try:
-        response = await handler(request)
+        response: web.StreamResponse = await handler(request)
         status = response.status
         response.headers["X-Request-Id"] = request_id
         return response

@@ -64,7 +64,8 @@ def domain_error_response(exc: DomainError) -> web.Response:
 async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Turn every failure into the JSON envelope; unknown errors are logged, never echoed."""
     try:
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
     except DomainError as exc:
         return domain_error_response(exc)
     except ValidationError as exc:

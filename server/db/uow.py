@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
@@ -50,8 +51,8 @@ class UnitOfWork:
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
             result = hook()
-            if hasattr(result, "__await__"):
-                await result  # type: ignore[misc]
+            if inspect.isawaitable(result):
+                await result
 
     def after_commit(self, hook: Callable[[], object]) -> None:
         """Run ``hook`` (sync or async) once the transaction commits; dropped on rollback."""

@@ -118,9 +118,7 @@ def _pepper(ctx: ServiceContext) -> str:
     return ctx.settings.jwt_secret.get_secret_value()
 
 
-async def verify_policy_login(
-    ctx: ServiceContext, *, challenge_id: str, code: str, client_address: str
-) -> TokenPair:
+async def verify_policy_login(ctx: ServiceContext, *, challenge_id: str, code: str, client_address: str) -> TokenPair:
     """Exchange a challenge and its code for tokens; every failure looks the same (A9).
 
     Raises:

@@ -42,7 +42,7 @@ async def append_event_txn(session: AsyncSession, event: AuditEvent) -> AuditEve
     The chain head is read under a transaction-scoped lock (PostgreSQL advisory lock; SQLite's
     BEGIN IMMEDIATE already serialises writers), so two processes cannot fork the chain.
     """
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK_KEY})
     head = (await session.execute(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1))).scalar()
     event.prev_hash = head or GENESIS_HASH

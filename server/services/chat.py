@@ -1,0 +1,803 @@
+"""Consultation chat: messages stored in durable batches before they are acknowledged, history, read marks, images.
+
+Who may do what (medical secrecy; checklist B4, C1, C5):
+
+- the consultation's patient (``insured:<insured_person_id>``) and its assigned doctor
+  (``staff:<doctor_id>``, role ``doctor``) may read the chat in any status;
+- the patient may write while the consultation is ``queued``, ``offered`` or ``active`` (to add
+  details while waiting); the doctor only while it is ``active``; nobody writes once it is
+  ``completed`` or ``cancelled`` (``consultation_closed``);
+- nobody else reads or writes, admins included: a non-participant is told the consultation does
+  not exist (``not_found``) and the denial is audited.
+
+Writes go through one :class:`ChatWriter` per process: it collects whatever is pending and
+writes the batch in one transaction (row lock per consultation, sequence numbers allocated in
+commit order, resent ``client_message_id`` recognised), then acknowledges each message, hands the
+new messages to local sockets and publishes one wake-up hint for the batch on the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from server.db.models import ChatAttachment
+from server.db.repositories import chat as repo
+from server.db.repositories.chat import ConsultationAccess
+from server.domain import chat as rules
+from server.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
+from server.realtime.channels import (
+    EVENT_CHAT_COMMITTED,
+    EVENT_CHAT_MESSAGE,
+    EVENT_CHAT_READ,
+    chat_commits_channel,
+    consultation_channel,
+)
+from server.services import audit
+from server.services.context import ServiceContext
+from server.services.identity import ROLE_DOCTOR, Principal
+
+log = logging.getLogger(__name__)
+
+PATIENT_WRITES: Final = frozenset({"queued", "offered", "active"})
+DOCTOR_WRITES: Final = frozenset({"active"})
+CLOSED: Final = frozenset({"completed", "cancelled"})
+HISTORY_PAGE_MAX: Final = 500
+BATCH_RETRIES: Final = 3
+MAX_ATTACHMENT_PIXELS: Final = 50_000_000  # a phone photo is 12-50 MP; more is a decompression bomb
+
+ERR_CONSULTATION_CLOSED: Final = "consultation_closed"
+ERR_CONSULTATION_NOT_ACTIVE: Final = "consultation_not_active"
+ERR_UNKNOWN_ATTACHMENT: Final = "unknown_attachment"
+
+
+# ---------------------------------------------------------------------------------------------
+# Participation rules (pure)
+
+
+def participant_of(access: ConsultationAccess | None, principal: Principal) -> str | None:
+    """``"patient"``, ``"doctor"`` or None: the caller's part in this consultation."""
+    if access is None:
+        return None
+    if principal.subject_type == "insured" and principal.subject_id == access.insured_person_id:
+        return "patient"
+    if (
+        principal.subject_type == "staff"
+        and principal.role == ROLE_DOCTOR
+        and access.doctor_id is not None
+        and principal.subject_id == access.doctor_id
+    ):
+        return "doctor"
+    return None
+
+
+def write_refusal(access: ConsultationAccess | None, principal: Principal) -> DomainError | None:
+    """Why this caller may not write to the chat now, or None when they may."""
+    part = participant_of(access, principal)
+    if part is None or access is None:
+        return NotFound("no such consultation")
+    if access.status in CLOSED:
+        return Conflict("the consultation has ended; the chat is read-only", code=ERR_CONSULTATION_CLOSED)
+    allowed = PATIENT_WRITES if part == "patient" else DOCTOR_WRITES
+    if access.status not in allowed:
+        return Conflict("the consultation is not active yet", code=ERR_CONSULTATION_NOT_ACTIVE)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+class ChatMessage:
+    """One stored message; its JSON event form is built once and shared by every socket."""
+
+    __slots__ = (
+        "_json",
+        "attachment_id",
+        "body",
+        "client_message_id",
+        "consultation_id",
+        "created_at",
+        "id",
+        "kind",
+        "sender_key",
+        "sender_role",
+        "seq",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        consultation_id: int,
+        seq: int,
+        sender_key: str,
+        sender_role: str,
+        client_message_id: str,
+        kind: str,
+        body: str,
+        attachment_id: int | None,
+        created_at: datetime,
+    ) -> None:
+        self.id = id
+        self.consultation_id = consultation_id
+        self.seq = seq
+        self.sender_key = sender_key
+        self.sender_role = sender_role
+        self.client_message_id = client_message_id
+        self.kind = kind
+        self.body = body
+        self.attachment_id = attachment_id
+        self.created_at = created_at
+        self._json: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> ChatMessage:
+        """Build from a repository row."""
+        return cls(
+            id=row.id,
+            consultation_id=row.consultation_id,
+            seq=row.seq,
+            sender_key=row.sender_key,
+            sender_role=row.sender_role,
+            client_message_id=row.client_message_id,
+            kind=row.kind,
+            body=row.body,
+            attachment_id=row.attachment_id,
+            created_at=row.created_at,
+        )
+
+    def as_event(self) -> dict[str, Any]:
+        """The ``chat.message`` event clients receive (and the HTTP history item)."""
+        return {
+            "type": EVENT_CHAT_MESSAGE,
+            "consultation_id": self.consultation_id,
+            "seq": self.seq,
+            "id": self.id,
+            "sender": self.sender_key,
+            "sender_role": self.sender_role,
+            "client_message_id": self.client_message_id,
+            "kind": self.kind,
+            "text": self.body,
+            "attachment_id": self.attachment_id,
+            "created_at": self.created_at.isoformat(),
+        }
+
+    @property
+    def json(self) -> str:
+        """The event as compact JSON, serialised once."""
+        if self._json is None:
+            self._json = json.dumps(self.as_event(), ensure_ascii=False, separators=(",", ":"))
+        return self._json
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDraft:
+    """A validated message as a client sent it."""
+
+    consultation_id: int
+    client_message_id: str
+    text: str
+    attachment_id: int | None
+
+    @property
+    def kind(self) -> str:
+        """``attachment`` when it carries an image, else ``text``."""
+        return rules.MessageKind.ATTACHMENT if self.attachment_id is not None else rules.MessageKind.TEXT
+
+
+@dataclass(frozen=True, slots=True)
+class PostedMessage:
+    """The outcome of a send: the stored message, and whether it had been stored before."""
+
+    message: ChatMessage
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A page of history."""
+
+    messages: list[ChatMessage]
+    last_seq: int
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """What a subscriber learns when it opens a consultation's chat."""
+
+    access: ConsultationAccess
+    read_marks: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentInfo:
+    """A stored image attachment."""
+
+    id: int
+    consultation_id: int
+    mime: str
+    size_bytes: int
+    sha256: str
+    width: int
+    height: int
+
+
+def make_draft(consultation_id: int, client_message_id: object, text: object, attachment_id: object) -> MessageDraft:
+    """Validate what a client sent (socket or HTTP) into a draft.
+
+    Raises:
+        InvalidInput: ``invalid_format`` for a wrong type; the chat rules' own codes
+            (``invalid_client_message_id``, ``empty_message``, ``message_too_long``,
+            ``control_characters``) for wrong content.
+    """
+    if type(client_message_id) is not str:
+        raise InvalidInput("client_message_id must be a string", code="invalid_format")
+    cmid = rules.validate_client_message_id(client_message_id)
+    if attachment_id is not None and (type(attachment_id) is not int or attachment_id <= 0):
+        raise InvalidInput("attachment_id must be a positive integer", code="invalid_format")
+    if text is not None and type(text) is not str:
+        raise InvalidInput("text must be a string", code="invalid_format")
+    if attachment_id is None:
+        if text is None:
+            raise InvalidInput("a message needs text or an attachment_id", code="invalid_format")
+        body = rules.validate_text(text)
+    else:
+        body = rules.validate_text(text) if text else ""  # an optional caption
+    return MessageDraft(consultation_id, cmid, body, attachment_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The batched writer
+
+
+class _Pending:
+    __slots__ = ("draft", "future", "principal")
+
+    def __init__(self, principal: Principal, draft: MessageDraft, future: asyncio.Future[PostedMessage]) -> None:
+        self.principal = principal
+        self.draft = draft
+        self.future = future
+
+
+CommitListener = Callable[[list[ChatMessage]], None]
+
+
+class ChatWriter:
+    """Collects messages from every socket and request of this process and stores them in batches.
+
+    One transaction per batch (one commit, one fsync) is what makes persisted chat fast: the
+    batch grows by itself while the previous one is being written. Nothing is acknowledged
+    before its batch has committed; a failed batch fails each of its messages (never a success
+    for an unsaved message, checklist G1, I2).
+    """
+
+    def __init__(self, ctx: ServiceContext, *, batch_max: int = 500) -> None:
+        self._ctx = ctx
+        self._batch_max = batch_max
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listeners: list[CommitListener] = []
+        self.batches = 0
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(new_messages)`` after each commit (local sockets get them without a query)."""
+        self._listeners.append(listener)
+
+    def start(self) -> None:
+        """Start the background task."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="chat-writer")
+
+    async def stop(self) -> None:
+        """Stop; messages still waiting fail with ``unavailable`` (the client resends them)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while self._pending:
+            item = self._pending.popleft()
+            if not item.future.done():
+                item.future.set_exception(Unavailable("the server is shutting down; send the message again"))
+
+    def submit(self, principal: Principal, draft: MessageDraft) -> asyncio.Future[PostedMessage]:
+        """Queue a message; the future resolves once it is durably stored (or fails)."""
+        future: asyncio.Future[PostedMessage] = asyncio.get_running_loop().create_future()
+        if self._task is None:
+            future.set_exception(Unavailable("the chat writer is not running"))
+            return future
+        self._pending.append(_Pending(principal, draft, future))
+        self._wakeup.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch: list[_Pending] = []
+            while self._pending and len(batch) < self._batch_max:
+                batch.append(self._pending.popleft())
+            try:
+                await self._write(batch)
+            except asyncio.CancelledError:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(Unavailable("the server is shutting down; send it again"))
+                raise
+            except Exception:  # the loop must survive anything; each future is failed in _write
+                log.exception("chat writer batch failed")
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                outcomes, new_messages = await self._write_txn(batch)
+                break
+            except (Unavailable, OperationalError, ConnectionError, OSError) as exc:
+                if attempt < BATCH_RETRIES and _is_transient(exc):
+                    continue
+                log.warning("chat batch of %d not stored: database unavailable (%s)", len(batch), type(exc).__name__)
+                _fail(batch, Unavailable("the message could not be saved right now; send it again"))
+                return
+            except (IntegrityError, DBAPIError) as exc:
+                # A concurrent writer raced us (deadlock, unique key): the retry sees its rows.
+                if attempt < BATCH_RETRIES:
+                    continue
+                if len(batch) > 1:
+                    for item in batch:  # isolate the one bad message instead of failing its neighbours
+                        await self._write([item])
+                    return
+                log.warning("chat message not stored: %s", type(exc).__name__)
+                _fail(batch, Unavailable("the message could not be saved; send it again"))
+                return
+            except Exception:
+                if len(batch) > 1:
+                    for item in batch:
+                        await self._write([item])
+                    return
+                log.exception("chat message not stored")
+                _fail(batch, Unavailable("the message could not be saved; send it again"))
+                return
+        self.batches += 1
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if item.future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        if not new_messages:
+            return
+        self._ctx.metrics.chat_messages.inc(len(new_messages))
+        for listener in self._listeners:
+            try:
+                listener(new_messages)
+            except Exception:
+                log.exception("chat commit listener failed")
+        last: dict[int, int] = {}
+        for message in new_messages:
+            last[message.consultation_id] = message.seq
+        try:
+            await self._ctx.bus.publish(
+                chat_commits_channel(), {"type": EVENT_CHAT_COMMITTED, "seqs": [[c, s] for c, s in last.items()]}
+            )
+        except Exception as exc:
+            # Stored and acknowledged already; other processes catch up when the bus resyncs.
+            log.warning("could not publish chat commit hint: %s", exc)
+
+    async def _write_txn(
+        self, batch: Sequence[_Pending]
+    ) -> tuple[list[PostedMessage | DomainError], list[ChatMessage]]:
+        now = self._ctx.clock.now()
+        outcomes: list[PostedMessage | DomainError | None] = [None] * len(batch)
+        new_messages: list[ChatMessage] = []
+        async with self._ctx.uow() as uow:
+            session = uow.session
+            accesses = await repo.lock_consultations_txn(session, (item.draft.consultation_id for item in batch))
+            attachment_ids = [item.draft.attachment_id for item in batch if item.draft.attachment_id is not None]
+            owners = await repo.attachment_owners(session, attachment_ids) if attachment_ids else {}
+            candidates: list[int] = []
+            for index, item in enumerate(batch):
+                draft = item.draft
+                refusal = write_refusal(accesses.get(draft.consultation_id), item.principal)
+                if refusal is None and draft.attachment_id is not None:
+                    owner = owners.get(draft.attachment_id)
+                    if (
+                        owner is None
+                        or owner.consultation_id != draft.consultation_id
+                        or owner.uploader_key != item.principal.key
+                    ):
+                        refusal = NotFound("no such attachment in this consultation", code=ERR_UNKNOWN_ATTACHMENT)
+                if refusal is not None:
+                    outcomes[index] = refusal
+                else:
+                    candidates.append(index)
+            keys = [
+                (batch[i].draft.consultation_id, batch[i].principal.key, batch[i].draft.client_message_id)
+                for i in candidates
+            ]
+            stored = {
+                (row.consultation_id, row.sender_key, row.client_message_id): ChatMessage.from_row(row)
+                for row in await repo.find_sent_txn(session, keys)
+            }
+            next_seq = {cid: access.last_seq for cid, access in accesses.items()}
+            fresh: dict[tuple[int, str, str], ChatMessage] = {}
+            rows: list[dict[str, Any]] = []
+            for index, key in zip(candidates, keys, strict=True):
+                earlier = stored.get(key) or fresh.get(key)
+                if earlier is not None:
+                    outcomes[index] = PostedMessage(earlier, duplicate=True)
+                    continue
+                item = batch[index]
+                cid = key[0]
+                seq = next_seq[cid] + 1
+                next_seq[cid] = seq
+                message = ChatMessage(
+                    id=0,
+                    consultation_id=cid,
+                    seq=seq,
+                    sender_key=key[1],
+                    sender_role=item.principal.role,
+                    client_message_id=key[2],
+                    kind=item.draft.kind,
+                    body=item.draft.text,
+                    attachment_id=item.draft.attachment_id,
+                    created_at=now,
+                )
+                fresh[key] = message
+                new_messages.append(message)
+                outcomes[index] = PostedMessage(message, duplicate=False)
+                rows.append(
+                    {
+                        "consultation_id": cid,
+                        "seq": seq,
+                        "sender_key": message.sender_key,
+                        "sender_role": message.sender_role,
+                        "client_message_id": message.client_message_id,
+                        "kind": message.kind,
+                        "body": message.body,
+                        "attachment_id": message.attachment_id,
+                        "created_at": now,
+                    }
+                )
+            if rows:
+                await repo.set_last_seqs_txn(
+                    session, {cid: seq for cid, seq in next_seq.items() if seq != accesses[cid].last_seq}
+                )
+                ids = await repo.insert_messages_txn(session, rows)
+                for message, message_id in zip(new_messages, ids, strict=True):
+                    message.id = message_id
+            await uow.commit()
+        return outcomes, new_messages  # type: ignore[return-value]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _fail(batch: Sequence[_Pending], error: DomainError) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(error)
+
+
+# ---------------------------------------------------------------------------------------------
+# Use cases
+
+
+async def post_message(
+    ctx: ServiceContext, writer: ChatWriter, principal: Principal, draft: MessageDraft
+) -> PostedMessage:
+    """Store a message (or recognise a resend) and return it once committed.
+
+    Raises:
+        NotFound: not a participant (audited), or the attachment is not this sender's in this consultation.
+        Conflict: ``consultation_closed`` / ``consultation_not_active``.
+        Unavailable: the database could not store it; nothing was saved, the client resends.
+    """
+    try:
+        return await writer.submit(principal, draft)
+    except NotFound as exc:
+        if exc.code == "not_found":
+            await record_denial(ctx, principal, draft.consultation_id, action="chat.send")
+        raise
+
+
+async def authorize_reader(
+    ctx: ServiceContext, principal: Principal, consultation_id: int, *, action: str
+) -> ConsultationAccess:
+    """The consultation if the caller takes part in it; a denial is audited.
+
+    Raises:
+        NotFound: it does not exist or the caller is not its patient or doctor.
+    """
+    async with ctx.uow() as uow:
+        access = await repo.get_access(uow.session, consultation_id)
+    if participant_of(access, principal) is None or access is None:
+        await record_denial(ctx, principal, consultation_id, action=action)
+        raise NotFound("no such consultation")
+    return access
+
+
+async def record_denial(ctx: ServiceContext, principal: Principal, consultation_id: int, *, action: str) -> None:
+    """Audit a refused access to a consultation's chat (checklist B4, D5)."""
+    log.info("chat access denied: %s %s consultation %s", principal.key, action, consultation_id)
+    try:
+        await audit.record(
+            ctx,
+            principal,
+            action=action,
+            resource_type="consultation_chat",
+            resource_id=consultation_id,
+            patient_id=None,
+            result=audit.RESULT_DENIED,
+        )
+    except Unavailable:
+        log.warning("could not audit a chat denial: database unavailable")
+
+
+async def open_transcript(ctx: ServiceContext, principal: Principal, consultation_id: int) -> Transcript:
+    """Authorize a subscriber, audit the read, and return the state a client starts from.
+
+    Raises:
+        NotFound: not a participant.
+    """
+    async with ctx.uow() as uow:
+        access = await repo.get_access(uow.session, consultation_id)
+        if participant_of(access, principal) is None or access is None:
+            allowed = False
+        else:
+            allowed = True
+            marks = await repo.read_marks(uow.session, consultation_id)
+            await audit.record_txn(
+                ctx,
+                uow.session,
+                principal,
+                action="chat.subscribe",
+                resource_type="consultation_chat",
+                resource_id=consultation_id,
+                patient_id=access.insured_person_id,
+            )
+            await uow.commit()
+    if not allowed or access is None:
+        await record_denial(ctx, principal, consultation_id, action="chat.subscribe")
+        raise NotFound("no such consultation")
+    return Transcript(access=access, read_marks=marks)
+
+
+async def read_messages(ctx: ServiceContext, consultation_id: int, after_seq: int, limit: int) -> list[ChatMessage]:
+    """Messages after a sequence, for a subscriber already authorized (replay and catch-up)."""
+    async with ctx.uow() as uow:
+        rows = await repo.messages_after(uow.session, consultation_id, after_seq, limit)
+    return [ChatMessage.from_row(row) for row in rows]
+
+
+async def read_messages_many(ctx: ServiceContext, cursors: dict[int, int], limit_each: int) -> list[ChatMessage]:
+    """Catch several consultations up at once (one query on PostgreSQL)."""
+    async with ctx.uow() as uow:
+        rows = await repo.messages_after_many(uow.session, cursors, limit_each)
+    return [ChatMessage.from_row(row) for row in rows]
+
+
+async def consultation_access(ctx: ServiceContext, consultation_id: int) -> ConsultationAccess | None:
+    """Current participants and status (re-checked when a consultation changes)."""
+    async with ctx.uow() as uow:
+        return await repo.get_access(uow.session, consultation_id)
+
+
+async def history(
+    ctx: ServiceContext, principal: Principal, consultation_id: int, *, after_seq: int, limit: int
+) -> History:
+    """A page of the chat after ``after_seq`` for a participant; the read is audited.
+
+    Raises:
+        NotFound: not a participant.
+        InvalidInput: negative ``after_seq`` or ``limit`` outside 1..500.
+    """
+    if after_seq < 0 or not 1 <= limit <= HISTORY_PAGE_MAX:
+        raise InvalidInput(f"after_seq must be >= 0 and limit 1..{HISTORY_PAGE_MAX}", code="invalid_format")
+    async with ctx.uow() as uow:
+        access = await repo.get_access(uow.session, consultation_id)
+        allowed = participant_of(access, principal) is not None and access is not None
+        if allowed and access is not None:
+            rows = await repo.messages_after(uow.session, consultation_id, after_seq, limit + 1)
+            await audit.record_txn(
+                ctx,
+                uow.session,
+                principal,
+                action="chat.history",
+                resource_type="consultation_chat",
+                resource_id=consultation_id,
+                patient_id=access.insured_person_id,
+            )
+            await uow.commit()
+    if not allowed or access is None:
+        await record_denial(ctx, principal, consultation_id, action="chat.history")
+        raise NotFound("no such consultation")
+    messages = [ChatMessage.from_row(row) for row in rows[:limit]]
+    return History(messages=messages, last_seq=access.last_seq, has_more=len(rows) > limit)
+
+
+async def mark_read(ctx: ServiceContext, principal: Principal, consultation_id: int, seq: int) -> int:
+    """Record that the caller has read up to ``seq`` and tell the other participant (read receipt).
+
+    Returns:
+        The caller's read mark now stored (never moves backwards).
+
+    Raises:
+        NotFound: not a participant.
+        InvalidInput: ``seq`` beyond the last message.
+    """
+    async with ctx.uow() as uow:
+        access = await repo.get_access(uow.session, consultation_id)
+        if participant_of(access, principal) is None or access is None:
+            allowed = False
+        else:
+            allowed = True
+            if not 0 <= seq <= access.last_seq:
+                raise InvalidInput("seq is beyond the last message", code="invalid_format")
+            stored = await repo.advance_read_mark_txn(uow.session, consultation_id, principal.key, seq, ctx.clock.now())
+            await uow.commit()
+    if not allowed:
+        await record_denial(ctx, principal, consultation_id, action="chat.read")
+        raise NotFound("no such consultation")
+    await ctx.bus.publish(
+        consultation_channel(consultation_id),
+        {"type": EVENT_CHAT_READ, "consultation_id": consultation_id, "reader": principal.key, "seq": stored},
+    )
+    return stored
+
+
+# ---------------------------------------------------------------------------------------------
+# Attachments
+
+
+def _sniff_image(data: bytes) -> tuple[str, int, int]:
+    """Open the upload with Pillow: its real format and size (never the file name or declared type)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            kind = (image.format or "").lower()
+            width, height = image.size
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _not_an_image() from exc
+    except Warning as exc:  # DecompressionBombWarning, when warnings are errors
+        raise _not_an_image() from exc
+    mime = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(kind)
+    if mime is None or width * height > MAX_ATTACHMENT_PIXELS:
+        raise _not_an_image()
+    return mime, width, height
+
+
+def _not_an_image() -> InvalidInput:
+    return InvalidInput(
+        "the file is not a readable JPEG, PNG or WebP image", code=rules.ERR_ATTACHMENT_CONTENT_MISMATCH
+    )
+
+
+async def authorize_upload(ctx: ServiceContext, principal: Principal, consultation_id: int) -> ConsultationAccess:
+    """The consultation if the caller may attach a file to its chat now; a denial is audited.
+
+    Raises:
+        NotFound: not a participant. Conflict: the chat is closed (or not yet open) for the caller.
+    """
+    async with ctx.uow() as uow:
+        access = await repo.get_access(uow.session, consultation_id)
+    refusal = write_refusal(access, principal)
+    if refusal is not None:
+        if isinstance(refusal, NotFound):
+            await record_denial(ctx, principal, consultation_id, action="chat.attachment_upload")
+        raise refusal
+    assert access is not None
+    return access
+
+
+async def save_attachment(
+    ctx: ServiceContext, principal: Principal, consultation_id: int, data: bytes, declared_type: str
+) -> AttachmentInfo:
+    """Store an image a participant uploads (a photo of a rash) for a later ``attachment`` message.
+
+    The declared type must be JPEG, PNG or WebP and the content must really be that image
+    (magic bytes, then Pillow opens and verifies it).
+
+    Raises:
+        NotFound: not a participant. Conflict: the chat is closed for the caller.
+        InvalidInput: ``unsupported_attachment_type``, ``empty_attachment``, ``attachment_too_large``,
+            ``attachment_content_mismatch``.
+    """
+    access = await authorize_upload(ctx, principal, consultation_id)
+    mime = rules.validate_attachment_facts(declared_type, len(data), head=data[:16])
+    sniffed, width, height = await asyncio.to_thread(_sniff_image, data)
+    if sniffed != mime:
+        raise _not_an_image()
+    digest = hashlib.sha256(data).hexdigest()
+    extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[mime]
+    relative = Path("chat") / str(consultation_id) / f"{secrets.token_hex(16)}.{extension}"
+    target = ctx.settings.uploads_dir / relative
+    await asyncio.to_thread(_write_private_file, target, data)
+    try:
+        async with ctx.uow() as uow:
+            row = await repo.add_attachment_txn(
+                uow.session,
+                ChatAttachment(
+                    consultation_id=consultation_id,
+                    uploader_key=principal.key,
+                    mime=mime,
+                    size_bytes=len(data),
+                    sha256=digest,
+                    path=relative.as_posix(),
+                    created_at=ctx.clock.now(),
+                ),
+            )
+            await audit.record_txn(
+                ctx,
+                uow.session,
+                principal,
+                action="chat.attachment_upload",
+                resource_type="chat_attachment",
+                resource_id=row.id,
+                patient_id=access.insured_person_id,
+            )
+            await uow.commit()
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return AttachmentInfo(row.id, consultation_id, mime, len(data), digest, width, height)
+
+
+def _write_private_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with path.open("xb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+
+
+async def load_attachment(
+    ctx: ServiceContext, principal: Principal, consultation_id: int, attachment_id: int
+) -> tuple[ChatAttachment, bytes]:
+    """An attachment's record and bytes, for a participant; the read is audited.
+
+    Raises:
+        NotFound: not a participant, or no such attachment in this consultation.
+    """
+    access = await authorize_reader(ctx, principal, consultation_id, action="chat.attachment_read")
+    async with ctx.uow() as uow:
+        row = await repo.get_attachment(uow.session, consultation_id, attachment_id)
+        if row is None:
+            raise NotFound("no such attachment", code="not_found")
+        await audit.record_txn(
+            ctx,
+            uow.session,
+            principal,
+            action="chat.attachment_read",
+            resource_type="chat_attachment",
+            resource_id=attachment_id,
+            patient_id=access.insured_person_id,
+        )
+        await uow.commit()
+    path = ctx.settings.uploads_dir / row.path
+    try:
+        data = await asyncio.to_thread(path.read_bytes)
+    except FileNotFoundError as exc:
+        raise NotFound("the attachment's file is missing", code="not_found") from exc
+    return row, data
