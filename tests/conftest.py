@@ -82,6 +82,9 @@ def settings(tmp_path: Path, database_url: str, redis_prefix: str) -> Settings:
         jwt_secret=TEST_SECRET,
         allowed_origins=["http://127.0.0.1:8080", "http://testserver"],
         log_json=False,
+        # Background loops off: tests drive the assignment cycle and the roster check by hand.
+        assignment_interval_seconds=0,
+        roster_check_interval_seconds=0,
     )
 
 

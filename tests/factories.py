@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.clock import FixedClock
 from server.db.models import (
     Clinic,
+    Consultation,
+    DutyShift,
     InsuredPerson,
     Policy,
     Policyholder,
@@ -167,6 +169,55 @@ class Factories:
         account = StaffAccount(**values)
         await self.add(account)
         return account
+
+    async def consultation(
+        self, patient: InsuredPerson, doctor: StaffAccount | None = None, *, status: str = "active", **overrides: Any
+    ) -> Consultation:
+        """A text consultation of ``patient``, assigned to ``doctor`` (inserted directly, not via the API)."""
+        async with self.session_factory() as session:
+            policy = await session.get(Policy, patient.policy_id)
+            assert policy is not None
+            policyholder_id = policy.policyholder_id
+        values: dict[str, Any] = {
+            "insured_person_id": patient.id,
+            "policyholder_id": policyholder_id,
+            "department": patient.department,
+            "channel": "text",
+            "specialty": "general_practice",
+            "complaints": "sore throat and fever since yesterday",
+            "status": status,
+            "doctor_id": doctor.id if doctor is not None else None,
+            "requested_at": self.clock.now(),
+            "accepted_at": self.clock.now() if doctor is not None and status != "queued" else None,
+            "last_seq": 0,
+            "skipped_doctor_ids": [],
+            "referral_services": [],
+        }
+        values.update(overrides)
+        consultation = Consultation(**values)
+        await self.add(consultation)
+        return consultation
+
+    async def shift(
+        self,
+        doctor: StaffAccount,
+        *,
+        specialty: str = "general_practice",
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+        hours: float = 8,
+    ) -> DutyShift:
+        """A duty shift of ``doctor`` (by default from one hour ago for ``hours`` hours)."""
+        start = starts_at or self.clock.now() - timedelta(hours=1)
+        shift = DutyShift(
+            doctor_id=doctor.id,
+            specialty=specialty,
+            starts_at=start,
+            ends_at=ends_at or start + timedelta(hours=hours),
+            created_at=self.clock.now(),
+        )
+        await self.add(shift)
+        return shift
 
     async def policy_number_of(self, person: InsuredPerson) -> str:
         """The policy number of a person."""

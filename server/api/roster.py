@@ -126,6 +126,9 @@ class SpecialtyCoverage(ApiModel):
     alert: bool
     rule: str | None = None
     message: str | None = None
+    uncovered_hours: list[datetime] = Field(
+        default_factory=list, description="clock hours with nobody on duty, for round-the-clock specialties"
+    )
 
 
 class AlertPublic(ApiModel):
@@ -196,6 +199,7 @@ def _report(report: roster_service.CoverageView) -> CoverageReport:
                 alert=item.alert,
                 rule=item.rule,
                 message=item.message,
+                uncovered_hours=item.uncovered_hours,
             )
             for item in report.specialties
         ],

@@ -77,10 +77,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if principal is None:
             return ws
         hub = app[realtime_hub_key]
+        transport = request.transport
+        if transport is None:
+            return ws
         candidate = Connection(
             ws,
             principal,
             hub,
+            transport=transport,
             queue_limit=settings.ws_send_queue_frames,
             check_interval=settings.ws_session_check_seconds,
         )

@@ -68,7 +68,8 @@ class Listener:
         """Deliver a live message in order; anything at or below the cursor was already sent."""
         if self.replaying or message.seq <= self.last_seq:
             return
-        self.connection.send(messages.event_message_raw(self.subscription_id, message.json))
+        if message.origin is not self.connection:  # the sender has its acknowledgement instead
+            self.connection.send(messages.event_message_raw(self.subscription_id, message.json))
         self.last_seq = message.seq
 
 

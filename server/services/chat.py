@@ -107,6 +107,7 @@ class ChatMessage:
     __slots__ = (
         "_json",
         "attachment_id",
+        "origin",
         "body",
         "client_message_id",
         "consultation_id",
@@ -142,6 +143,7 @@ class ChatMessage:
         self.body = body
         self.attachment_id = attachment_id
         self.created_at = created_at
+        self.origin: object = None  # the socket it was sent on (in memory only; not stored)
         self._json: str | None = None
 
     @classmethod
@@ -175,6 +177,11 @@ class ChatMessage:
             "attachment_id": self.attachment_id,
             "created_at": self.created_at.isoformat(),
         }
+
+    @property
+    def created_at_iso(self) -> str:
+        """``created_at`` in ISO 8601."""
+        return self.created_at.isoformat()
 
     @property
     def json(self) -> str:
@@ -265,13 +272,26 @@ def make_draft(consultation_id: int, client_message_id: object, text: object, at
 # The batched writer
 
 
-class _Pending:
-    __slots__ = ("draft", "future", "principal")
+Completion = Callable[["PostedMessage | DomainError"], None]
 
-    def __init__(self, principal: Principal, draft: MessageDraft, future: asyncio.Future[PostedMessage]) -> None:
+
+class _Pending:
+    __slots__ = ("_done", "draft", "origin", "principal")
+
+    def __init__(self, principal: Principal, draft: MessageDraft, done: Completion, origin: object) -> None:
         self.principal = principal
         self.draft = draft
-        self.future = future
+        self._done: Completion | None = done
+        self.origin = origin
+
+    def finish(self, outcome: PostedMessage | DomainError) -> None:
+        """Report the outcome once (a later call is ignored)."""
+        done, self._done = self._done, None
+        if done is not None:
+            try:
+                done(outcome)
+            except Exception:
+                log.exception("chat completion failed")
 
 
 CommitListener = Callable[[list[ChatMessage]], None]
@@ -283,7 +303,9 @@ class ChatWriter:
     One transaction per batch (one commit, one fsync) is what makes persisted chat fast: the
     batch grows by itself while the previous one is being written. Nothing is acknowledged
     before its batch has committed; a failed batch fails each of its messages (never a success
-    for an unsaved message, checklist G1, I2).
+    for an unsaved message, checklist G1, I2). After a commit, completions run first (so a
+    sender's acknowledgement is queued before anything else about the batch), then the commit
+    listeners (local delivery), then one wake-up hint for the other processes.
     """
 
     def __init__(self, ctx: ServiceContext, *, batch_max: int = 500) -> None:
@@ -311,19 +333,34 @@ class ChatWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        while self._pending:
-            item = self._pending.popleft()
-            if not item.future.done():
-                item.future.set_exception(Unavailable("the server is shutting down; send the message again"))
+        pending, self._pending = list(self._pending), collections.deque()
+        _fail(pending, Unavailable("the server is shutting down; send the message again"))
+
+    def enqueue(self, principal: Principal, draft: MessageDraft, done: Completion, origin: object = None) -> None:
+        """Queue a message; ``done(outcome)`` is called once it is durably stored or refused.
+
+        ``origin`` (e.g. the socket it came from) is kept on the stored message in memory only,
+        so that socket is not sent its own message back (its acknowledgement carries the seq).
+        """
+        if self._task is None:
+            done(Unavailable("the chat writer is not running"))
+            return
+        self._pending.append(_Pending(principal, draft, done, origin))
+        self._wakeup.set()
 
     def submit(self, principal: Principal, draft: MessageDraft) -> asyncio.Future[PostedMessage]:
         """Queue a message; the future resolves once it is durably stored (or fails)."""
         future: asyncio.Future[PostedMessage] = asyncio.get_running_loop().create_future()
-        if self._task is None:
-            future.set_exception(Unavailable("the chat writer is not running"))
-            return future
-        self._pending.append(_Pending(principal, draft, future))
-        self._wakeup.set()
+
+        def done(outcome: PostedMessage | DomainError) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        self.enqueue(principal, draft, done)
         return future
 
     async def _run(self) -> None:
@@ -337,12 +374,11 @@ class ChatWriter:
             try:
                 await self._write(batch)
             except asyncio.CancelledError:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(Unavailable("the server is shutting down; send it again"))
+                _fail(batch, Unavailable("the server is shutting down; send the message again"))
                 raise
-            except Exception:  # the loop must survive anything; each future is failed in _write
+            except Exception:  # the loop must survive anything; each message is failed in _write
                 log.exception("chat writer batch failed")
+                _fail(batch, Unavailable("the message could not be saved; send it again"))
 
     async def _write(self, batch: list[_Pending]) -> None:
         attempt = 0
@@ -357,7 +393,7 @@ class ChatWriter:
                 log.warning("chat batch of %d not stored: database unavailable (%s)", len(batch), type(exc).__name__)
                 _fail(batch, Unavailable("the message could not be saved right now; send it again"))
                 return
-            except (IntegrityError, DBAPIError) as exc:
+            except (repo.BatchConflict, IntegrityError, DBAPIError) as exc:
                 # A concurrent writer raced us (deadlock, unique key): the retry sees its rows.
                 if attempt < BATCH_RETRIES:
                     continue
@@ -378,12 +414,7 @@ class ChatWriter:
                 return
         self.batches += 1
         for item, outcome in zip(batch, outcomes, strict=True):
-            if item.future.done():
-                continue
-            if isinstance(outcome, BaseException):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+            item.finish(outcome)
         if not new_messages:
             return
         self._ctx.metrics.chat_messages.inc(len(new_messages))
@@ -409,11 +440,10 @@ class ChatWriter:
         now = self._ctx.clock.now()
         outcomes: list[PostedMessage | DomainError | None] = [None] * len(batch)
         new_messages: list[ChatMessage] = []
-        async with self._ctx.uow() as uow:
-            session = uow.session
-            accesses = await repo.lock_consultations_txn(session, (item.draft.consultation_id for item in batch))
+        async with repo.open_batch_store(self._ctx.session_factory) as store:
+            accesses = await store.lock_consultations(item.draft.consultation_id for item in batch)
             attachment_ids = [item.draft.attachment_id for item in batch if item.draft.attachment_id is not None]
-            owners = await repo.attachment_owners(session, attachment_ids) if attachment_ids else {}
+            owners = await store.attachment_owners(attachment_ids) if attachment_ids else {}
             candidates: list[int] = []
             for index, item in enumerate(batch):
                 draft = item.draft
@@ -436,7 +466,7 @@ class ChatWriter:
             ]
             stored = {
                 (row.consultation_id, row.sender_key, row.client_message_id): ChatMessage.from_row(row)
-                for row in await repo.find_sent_txn(session, keys)
+                for row in await store.find_sent(keys)
             }
             next_seq = {cid: access.last_seq for cid, access in accesses.items()}
             fresh: dict[tuple[int, str, str], ChatMessage] = {}
@@ -462,6 +492,7 @@ class ChatWriter:
                     attachment_id=item.draft.attachment_id,
                     created_at=now,
                 )
+                message.origin = item.origin
                 fresh[key] = message
                 new_messages.append(message)
                 outcomes[index] = PostedMessage(message, duplicate=False)
@@ -472,20 +503,18 @@ class ChatWriter:
                         "sender_key": message.sender_key,
                         "sender_role": message.sender_role,
                         "client_message_id": message.client_message_id,
-                        "kind": message.kind,
+                        "kind": str(message.kind),
                         "body": message.body,
                         "attachment_id": message.attachment_id,
                         "created_at": now,
                     }
                 )
             if rows:
-                await repo.set_last_seqs_txn(
-                    session, {cid: seq for cid, seq in next_seq.items() if seq != accesses[cid].last_seq}
-                )
-                ids = await repo.insert_messages_txn(session, rows)
+                changed = {cid: seq for cid, seq in next_seq.items() if seq != accesses[cid].last_seq}
+                ids = await store.save(changed, rows)
                 for message, message_id in zip(new_messages, ids, strict=True):
                     message.id = message_id
-            await uow.commit()
+            await store.commit()
         return outcomes, new_messages  # type: ignore[return-value]
 
 
@@ -495,8 +524,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 def _fail(batch: Sequence[_Pending], error: DomainError) -> None:
     for item in batch:
-        if not item.future.done():
-            item.future.set_exception(error)
+        item.finish(error)
 
 
 # ---------------------------------------------------------------------------------------------
