@@ -331,7 +331,10 @@ class Process:
                 self.process.kill()
                 self.process.wait(timeout=5)
         self.log.close()
-        Path(self.log.name).unlink(missing_ok=True)
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            print("log:", self.log.name, file=sys.stderr)
+        else:
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 def server_env(database_url: str, redis_url: str, data_dir: str, redis_prefix: str) -> dict[str, str]:
@@ -509,10 +512,15 @@ async def run_load_in_processes(
     seconds: float,
     bare: bool,
     processes: int,
+    on_start: Callable[[], None] = lambda: None,
 ) -> SideStats:
     """The same load split over several client processes (so the client is not the bottleneck)."""
     if processes <= 1:
-        return await run_load(pairs, patient_url, doctor_url, per_side, window, seconds, bare)
+
+        async def started() -> None:
+            on_start()
+
+        return await run_load(pairs, patient_url, doctor_url, per_side, window, seconds, bare, started)
     context = multiprocessing.get_context("spawn")
     results, ready, go = context.Queue(), context.Queue(), context.Event()
     slices = [list(pairs[i::processes]) for i in range(processes)]
@@ -529,6 +537,7 @@ async def run_load_in_processes(
     try:
         for _ in workers:
             await asyncio.to_thread(ready.get, True, 120)
+        on_start()
         go.set()
         parts: list[SideStats] = [await asyncio.to_thread(results.get, True, seconds + 120) for _ in workers]
     finally:
@@ -597,11 +606,15 @@ async def bench_one(args: argparse.Namespace, consultations: int, bare_relay: Pr
         servers = [Process(["server.cli", "serve", "--skip-migrations"], env) for _ in range(args.processes)]
         await asyncio.gather(*(server.wait_ready() for server in servers))
         patient_url, doctor_url = servers[0].url, servers[-1].url
-        cpu_before = sum(server.cpu_seconds() for server in servers)
+        cpu_before = [0.0]
+
+        def snapshot() -> None:
+            cpu_before[0] = sum(server.cpu_seconds() for server in servers)
+
         stats = await run_load_in_processes(
-            pairs, patient_url, doctor_url, per_side, args.window, args.seconds, False, args.client_processes
+            pairs, patient_url, doctor_url, per_side, args.window, args.seconds, False, args.client_processes, snapshot
         )
-        cpu = sum(server.cpu_seconds() for server in servers) - cpu_before
+        cpu = sum(server.cpu_seconds() for server in servers) - cpu_before[0]
         label = "persisted chat" + (f" ({args.processes} processes)" if args.processes > 1 else "")
         rows.append(_row(consultations, label, stats, cpu))
     finally:
@@ -617,11 +630,23 @@ async def bench_one(args: argparse.Namespace, consultations: int, bare_relay: Pr
                 await client.delete(*keys)
             await client.aclose()
     fake_pairs = [Pair(pair.consultation_id, "", "") for pair in pairs]
-    cpu_before = bare_relay.cpu_seconds()
+    relay_before = [0.0]
+
+    def relay_snapshot() -> None:
+        relay_before[0] = bare_relay.cpu_seconds()
+
     stats = await run_load_in_processes(
-        fake_pairs, bare_relay.url, bare_relay.url, per_side, args.window, args.seconds, True, args.client_processes
+        fake_pairs,
+        bare_relay.url,
+        bare_relay.url,
+        per_side,
+        args.window,
+        args.seconds,
+        True,
+        args.client_processes,
+        relay_snapshot,
     )
-    rows.append(_row(consultations, "bare relay (ceiling)", stats, bare_relay.cpu_seconds() - cpu_before))
+    rows.append(_row(consultations, "bare relay (ceiling)", stats, bare_relay.cpu_seconds() - relay_before[0]))
     return rows
 
 
@@ -631,7 +656,7 @@ async def main() -> None:
     parser.add_argument("--consultations", default="50,200", help="comma-separated N values")
     parser.add_argument("--messages-per-consultation", type=int, default=400, help="both sides together")
     parser.add_argument("--seconds", type=float, default=30.0, help="upper bound per run")
-    parser.add_argument("--window", type=int, default=2, help="messages each side keeps in flight")
+    parser.add_argument("--window", type=int, default=1, help="messages each side keeps in flight")
     parser.add_argument("--processes", type=int, default=1, choices=[1, 2], help="server processes")
     parser.add_argument("--client-processes", type=int, default=1)
     parser.add_argument("--database-url", required=True, help="PostgreSQL server URL (bench databases are created)")

@@ -95,11 +95,25 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Keep the objects built at start-up out of the garbage collector's full passes.
+
+    Measured on the chat benchmark: full collections over everything the app loads took 60-150 ms
+    each and set the chat's p99 latency; frozen (and with a larger first generation) they stop.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def _serve(settings: Settings) -> None:
     from server.app import create_app
 
     configure_logging(settings.log_level, json_output=settings.log_json)
     app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None, shutdown_timeout=10)
 
 

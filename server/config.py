@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
     ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
     chat_batch_max: int = Field(default=500, ge=1, le=5000)
+    chat_writer_lanes: int = Field(default=3, ge=1, le=8)
     # Telemedicine queue and roster (R11): background loops (0 disables them; tests drive them by hand).
     assignment_interval_seconds: float = Field(default=2.0, ge=0)
     offer_timeout_seconds: int = Field(default=60, ge=5, le=3600)

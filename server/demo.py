@@ -146,6 +146,8 @@ async def seed_demo(
         if created:
             await _seed_base(session, now=now, corporate_insured=corporate_insured, progress=progress)
             await session.commit()
+            await seed_dispatch_demo(session, now=now)
+            await session.commit()
         shifts_added = await extend_roster(session, now=now, days=roster_days)
         await session.commit()
         count = (await session.execute(select(func.count()).select_from(InsuredPerson))).scalar_one()
@@ -507,3 +509,148 @@ async def demo_logins(session: AsyncSession) -> list[dict[str, str]]:
     for username, role in (("dr.gp1", "doctor"), ("dispatcher", "dispatcher"), ("hr", "hr"), ("admin", "admin")):
         logins.append({"role": role, "login": username, "secret": f"password {DEMO_PASSWORD}"})
     return logins
+
+
+async def seed_dispatch_demo(session: AsyncSession, *, now: datetime) -> None:
+    """Payments, attachment letters and a dispatcher's day for the demo (R2, R6.1, R7).
+
+    Every scheduled premium already due is bundled on its due date (so registry persons hold
+    attachment letters, R7.1-R7.3), a few insured persons wait in the dispatchers' queue, and the
+    first employee has an insured event with a letter of guarantee and a booked visit (R2.5, R2.6).
+    """
+    from server.db.models import DispatchRequest, InsuredEvent, LetterOfGuarantee, ScheduledPayment, Visit
+    from server.db.repositories.dispatch import next_document_seq_txn
+    from server.domain import letters as letter_rules
+    from server.services.coverage import record_decision_txn
+    from server.services.coverage_facts import coverage_day
+    from server.services.payments import bundle_payment_txn
+
+    today = coverage_day(now)
+    due = (
+        await session.execute(
+            select(ScheduledPayment)
+            .where(ScheduledPayment.purpose == "premium", ScheduledPayment.due_on <= today)
+            .order_by(ScheduledPayment.due_on, ScheduledPayment.id)
+        )
+    ).scalars().all()
+    for scheduled in due:
+        await bundle_payment_txn(
+            session,
+            policy_id=scheduled.policy_id,
+            amount=scheduled.amount,
+            bundled_on=scheduled.due_on,
+            scheduled_payment_id=scheduled.id,
+            principal=None,
+            now=now,
+        )
+
+    corporate = (await session.execute(select(Policy).where(Policy.number == CORPORATE_POLICY))).scalar_one()
+    persons = (
+        await session.execute(
+            select(InsuredPerson)
+            .where(InsuredPerson.policy_id == corporate.id, InsuredPerson.service_type == "dispatcher")
+            .order_by(InsuredPerson.id)
+            .limit(6)
+        )
+    ).scalars().all()
+    if not persons:
+        return
+    waiting = [
+        ("outpatient", "Lower back pain for three days, worse when sitting", ["neurologist consultation"]),
+        ("dental", "Toothache, lower left molar, since yesterday", []),
+        ("outpatient", "Persistent cough for two weeks, no fever", ["chest X-ray"]),
+        ("outpatient", "Rash on both forearms after a new detergent", ["dermatologist consultation"]),
+    ]
+    for minutes, (person, (_component, complaints, services)) in enumerate(zip(persons[1:], waiting, strict=False)):
+        session.add(
+            DispatchRequest(
+                insured_person_id=person.id,
+                source="insured",
+                complaints=complaints,
+                requested_services=services,
+                status="open",
+                created_at=now - timedelta(minutes=40 - 7 * minutes),
+            )
+        )
+
+    first = persons[0]
+    clinic = (
+        await session.execute(
+            select(Clinic)
+            .join(ProgramClinic, ProgramClinic.clinic_id == Clinic.id)
+            .where(ProgramClinic.program_id == corporate.program_id, Clinic.city == first.city)
+            .order_by(Clinic.price_category.desc(), Clinic.id)
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if clinic is None:
+        return
+    complaints = "Knee pain after a fall while skiing, swelling"
+    event = InsuredEvent(
+        insured_person_id=first.id,
+        component="outpatient",
+        complaints=complaints,
+        status="open",
+        source="insured",
+        covered=True,
+        reasons=[{"rule": "R2.2", "message": "an insured event: outpatient care is in the program", "facts": {}}],
+        opened_at=now - timedelta(hours=2),
+    )
+    session.add(event)
+    await session.flush()
+    services = ["Orthopedist consultation", "Knee X-ray"]
+    seq = await next_document_seq_txn(session, LetterOfGuarantee.number, letter_rules.LETTER_PREFIX, today.year)
+    letter = LetterOfGuarantee(
+        number=letter_rules.format_letter_number(today.year, seq),
+        insured_event_id=event.id,
+        insured_person_id=first.id,
+        clinic_id=clinic.id,
+        services=services,
+        issued_on=today,
+        valid_until=letter_rules.letter_validity(today),
+        status="active",
+        sent_to_clinic_at=now - timedelta(hours=1),
+        created_at=now - timedelta(hours=1),
+    )
+    session.add(letter)
+    await session.flush()
+    visit_day = datetime.combine(today + timedelta(days=2), datetime.min.time(), tzinfo=UTC) + timedelta(hours=7)
+    session.add(
+        Visit(
+            insured_event_id=event.id,
+            letter_id=letter.id,
+            clinic_id=clinic.id,
+            doctor_name="Dr. Mikhail Orlov, orthopedist",
+            scheduled_at=visit_day,
+            services=services,
+            created_at=now - timedelta(hours=1),
+        )
+    )
+    session.add(
+        DispatchRequest(
+            insured_person_id=first.id,
+            insured_event_id=event.id,
+            source="insured",
+            complaints=complaints,
+            requested_services=services,
+            status="done",
+            created_at=now - timedelta(hours=2),
+            closed_at=now - timedelta(hours=1),
+        )
+    )
+    record_decision_txn(
+        session,
+        person_id=first.id,
+        kind="letter_issue",
+        allowed=True,
+        reasons=[
+            {
+                "rule": "R2.5",
+                "message": f"a letter of guarantee to {clinic.name} for {', '.join(services)}",
+                "facts": {"letter_number": letter.number},
+            }
+        ],
+        subject={"insured_event_id": event.id, "letter_id": letter.id, "letter_number": letter.number},
+        principal=None,
+        now=now,
+    )

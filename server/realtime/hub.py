@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RECENT_MESSAGES: Final = 256
+RECENT_MESSAGES: Final = 32
 REPLAY_PAGE: Final = 200
 FETCH_LIMIT_EACH: Final = 500
 FETCH_CHUNK: Final = 200

@@ -35,7 +35,7 @@ def setup(app: web.Application) -> None:
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the chat writer and the hub: started after the service context, stopped before it."""
     ctx = app[context_key]
-    writer = ChatWriter(ctx, batch_max=ctx.settings.chat_batch_max)
+    writer = ChatWriter(ctx, batch_max=ctx.settings.chat_batch_max, lanes=ctx.settings.chat_writer_lanes)
     hub = RealtimeHub(ctx, writer)
     writer.start()
     hub.start()

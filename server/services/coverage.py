@@ -32,9 +32,9 @@ from server.db.repositories import dispatch as repo
 from server.db.uow import UnitOfWork
 from server.domain.attachment import attachment_effective
 from server.domain.clinics import ClinicPurpose, allowed_clinics, check_clinic_choice
-from server.domain.coverage_types import LetterFacts, LetterStatus, ServiceType
+from server.domain.coverage_types import LetterFacts, LetterStatus, PolicyFacts, ServiceType
 from server.domain.decisions import Reason
-from server.domain.errors import DomainError, NotFound, RuleViolation
+from server.domain.errors import DomainError, InvalidInput, NotFound, RuleViolation
 from server.domain.routing import DEFAULT_DISPATCH_POINTS, DispatchPoint, card_phone, city_key, who_answers
 from server.domain.service_type import recommended_service_type
 from server.services import audit
@@ -296,6 +296,19 @@ class CoverageCard:
     requests: list[RequestView]
     applications: list[ApplicationView]
     pass_photo_on_file: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PersonSummary:
+    """A person found by the console: enough to pick the right one on the phone."""
+
+    id: int
+    full_name: str
+    birth_date: date
+    city: str
+    policy_number: str
+    service_type: str
+    is_active: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,7 +604,9 @@ async def record_refusal(
         await uow.commit()
 
 
-def rule_violation(rule: str, message: str, facts: dict[str, Any] | None = None, *, code: str | None = None) -> RuleViolation:
+def rule_violation(
+    rule: str, message: str, facts: dict[str, Any] | None = None, *, code: str | None = None
+) -> RuleViolation:
     """A 422 refusal citing one rule."""
     reason = Reason(rule, message, facts or {})
     return RuleViolation(message, code=code, reasons=(reason,))
@@ -634,9 +649,7 @@ async def _letters_txn(session: AsyncSession, person_id: int, today: date) -> li
     return [letter_view(letter, clinics[letter.clinic_id], today) for letter in letters]
 
 
-async def visits_txn(
-    session: AsyncSession, person_id: int, points: Sequence[DispatchPoint]
-) -> list[VisitView]:
+async def visits_txn(session: AsyncSession, person_id: int, points: Sequence[DispatchPoint]) -> list[VisitView]:
     """A person's visits with everything R2.6 asks to tell them, in the clinic's local time."""
     rows = await repo.visits_of_person(session, person_id)
     clinics = await coverage_repo.clinics_by_ids(session, (visit.clinic_id for visit, _ in rows))
@@ -731,9 +744,7 @@ async def card_txn(session: AsyncSession, person: InsuredPerson, now: datetime) 
     )
     allowance = program.telemedicine_allowance_per_year
     recommended, why = recommended_service_type(program_facts)
-    requests = [
-        r for r in await repo.requests_of_person(session, person.id) if r.status in ("open", "in_progress")
-    ]
+    requests = [r for r in await repo.requests_of_person(session, person.id) if r.status in ("open", "in_progress")]
     return CoverageCard(
         insured_person_id=person.id,
         full_name=person.full_name,
@@ -866,24 +877,58 @@ async def clinic_options(
             raise NotFound("no such insured person")
         person, _policy, program = found
         clinics = await coverage_repo.program_clinics(uow.session, program.id)
-    program_facts = to_program_facts(program, (c.id for c in clinics))
-    insured = to_insured_facts(person)
-    by_id = {c.id: c for c in clinics}
-    facts = [to_clinic_facts(c) for c in clinics if city is None or city_key(c.city) == city_key(city)]
-    target = ServiceType.REGISTRY if chosen is ClinicPurpose.ATTACHMENT else None
-    options = []
-    for clinic in allowed_clinics(program_facts, facts, target):
-        choice = check_clinic_choice(program_facts, clinic, chosen, insured)
-        options.append(
-            ClinicOption(
-                clinic=clinic_view(by_id[clinic.id]),
-                needs_pass_photo=choice.needs_pass_photo,
-                reasons=reasons_json(choice.reasons),
+        program_facts = to_program_facts(program, (c.id for c in clinics))
+        insured = to_insured_facts(person)
+        by_id = {c.id: c for c in clinics}
+        facts = [to_clinic_facts(c) for c in clinics if city is None or city_key(c.city) == city_key(city)]
+        target = ServiceType.REGISTRY if chosen is ClinicPurpose.ATTACHMENT else None
+        options = []
+        for clinic in allowed_clinics(program_facts, facts, target):
+            choice = check_clinic_choice(program_facts, clinic, chosen, insured)
+            options.append(
+                ClinicOption(
+                    clinic=clinic_view(by_id[clinic.id]),
+                    needs_pass_photo=choice.needs_pass_photo,
+                    reasons=reasons_json(choice.reasons),
+                )
             )
-        )
-    return options
+        return options
 
 
-async def policy_facts_txn(session: AsyncSession, policy: Policy) -> Any:
+async def policy_facts_txn(session: AsyncSession, policy: Policy) -> PolicyFacts:
     """The policy's facts with its premium schedule (R7.3)."""
     return to_policy_facts(policy, await coverage_repo.premium_schedule(session, policy.id))
+
+
+async def find_persons(
+    ctx: ServiceContext, *, policy_number: str | None = None, name: str | None = None
+) -> list[PersonSummary]:
+    """Find insured persons by policy number and/or name, for a dispatcher taking a call.
+
+    Args:
+        ctx: The service context.
+        policy_number: Exact policy number.
+        name: Part of the full name (case-insensitive).
+
+    Returns:
+        At most 20 persons, by name.
+
+    Raises:
+        InvalidInput: neither criterion given.
+    """
+    if not policy_number and not name:
+        raise InvalidInput("give a policy number or a name", code="search_criteria_required")
+    async with ctx.uow() as uow:
+        rows = await coverage_repo.find_persons(uow.session, policy_number=policy_number, name=name)
+        return [
+            PersonSummary(
+                id=person.id,
+                full_name=person.full_name,
+                birth_date=person.birth_date,
+                city=person.city,
+                policy_number=policy.number,
+                service_type=person.service_type,
+                is_active=person.is_active,
+            )
+            for person, policy in rows
+        ]

@@ -29,8 +29,6 @@ from server.db.models import (
     ScheduledPayment,
 )
 from server.domain.consultation import OpenEvent
-from server.domain.routing import DispatchPoint as DispatchPointFacts
-from server.domain.routing import hours_from_json
 from server.domain.coverage_types import (
     AttachmentLetterFacts,
     ClinicFacts,
@@ -40,6 +38,8 @@ from server.domain.coverage_types import (
     PolicyFacts,
     ProgramFacts,
 )
+from server.domain.routing import DispatchPoint as DispatchPointFacts
+from server.domain.routing import hours_from_json
 
 INSURER_TIMEZONE: Final = ZoneInfo("Europe/Moscow")
 """Policy periods and program years are calendar days of the insurer's home time zone."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from server.db.repositories import dispatch as repo
 from server.db.uow import UnitOfWork
 from server.domain import letters as letter_rules
 from server.domain.approval import needs_approval
+from server.domain.consultation import match_open_event
 from server.domain.coverage import check_complaints, evaluate_coverage
 from server.domain.coverage_types import Component, EventStatus, ServiceType, parse_component
 from server.domain.decisions import Reason
@@ -61,6 +62,7 @@ from server.services.coverage_facts import (
     to_insured_event_facts,
     to_insured_facts,
     to_letter_facts,
+    to_open_event,
     to_policy_facts,
 )
 from server.services.identity import Principal
@@ -70,6 +72,7 @@ log = logging.getLogger(__name__)
 QUEUE_STATUSES: Final = ("open", "in_progress", "done", "cancelled")
 UNFINISHED: Final = ("open", "in_progress")
 RESOURCE_PERSON: Final = "insured_person"
+OPEN_EVENT_WINDOW: Final = timedelta(days=400)  # any open event of the policy year counts for R3.1
 
 
 # ----------------------------------------------------------------------------- results
@@ -264,7 +267,7 @@ async def queue(ctx: ServiceContext, statuses: Sequence[str] = ("open",), *, lim
     async with ctx.uow() as uow:
         requests = await repo.requests_by_status(uow.session, statuses, limit=limit)
         persons = await coverage_repo.person_names(uow.session, (r.insured_person_id for r in requests))
-    return [request_view(r, persons.get(r.insured_person_id)) for r in requests]
+        return [request_view(r, persons.get(r.insured_person_id)) for r in requests]
 
 
 async def take_request(ctx: ServiceContext, principal: Principal, request_id: int) -> RequestView:
@@ -289,8 +292,9 @@ async def take_request(ctx: ServiceContext, principal: Principal, request_id: in
                 code="request_taken" if request.status == "in_progress" else "request_finished",
                 details={"status": request.status},
             )
-        await _audit(ctx, session, principal, "dispatch_request.take", "dispatch_request", request.id,
-                     request.insured_person_id)
+        await _audit(
+            ctx, session, principal, "dispatch_request.take", "dispatch_request", request.id, request.insured_person_id
+        )
         _queue_changed(ctx, uow, request.id, "in_progress")
         person = await coverage_repo.get_person(session, request.insured_person_id)
         await uow.commit()
@@ -318,8 +322,15 @@ async def finish_request(ctx: ServiceContext, principal: Principal, request_id: 
         request.closed_at = ctx.clock.now()
         if request.assigned_dispatcher_id is None:
             request.assigned_dispatcher_id = principal.subject_id
-        await _audit(ctx, session, principal, f"dispatch_request.{status}", "dispatch_request", request.id,
-                     request.insured_person_id)
+        await _audit(
+            ctx,
+            session,
+            principal,
+            f"dispatch_request.{status}",
+            "dispatch_request",
+            request.id,
+            request.insured_person_id,
+        )
         _queue_changed(ctx, uow, request.id, status)
         person = await coverage_repo.get_person(session, request.insured_person_id)
         await uow.commit()
@@ -376,9 +387,7 @@ async def open_event(
             if request is None:
                 raise NotFound("no such request")
             if request.insured_person_id != person.id:
-                raise InvalidInput(
-                    f"request {request_id} is another person's", code="request_of_another_person"
-                )
+                raise InvalidInput(f"request {request_id} is another person's", code="request_of_another_person")
             if request.status not in UNFINISHED:
                 raise Conflict(f"request {request_id} is already {request.status}", code="request_finished")
         records = await load_coverage_records(session, person)
@@ -466,8 +475,7 @@ async def close_event(ctx: ServiceContext, principal: Principal, event_id: int) 
             principal=principal,
             now=now,
         )
-        await _audit(ctx, session, principal, "insured_event.close", "insured_event", event.id,
-                     event.insured_person_id)
+        await _audit(ctx, session, principal, "insured_event.close", "insured_event", event.id, event.insured_person_id)
         await uow.commit()
     return event_view(event)
 
@@ -475,16 +483,12 @@ async def close_event(ctx: ServiceContext, principal: Principal, event_id: int) 
 # ----------------------------------------------------------------------------- letters of guarantee
 
 
-async def _pass_note_txn(
-    session: AsyncSession, person: InsuredPerson, clinic: Clinic, now: datetime
-) -> PassNote:
+async def _pass_note_txn(session: AsyncSession, person: InsuredPerson, clinic: Clinic, now: datetime) -> PassNote:
     """R6.4: for a clinic with an access system, request the pass when the photo is on file."""
     decision = check_pass_photo(to_clinic_facts(clinic), to_insured_facts(person))
     request_id: int | None = None
     if clinic.has_access_system and person.pass_photo_path:
-        existing = [
-            p for p in await repo.pass_requests_of_person(session, person.id) if p.clinic_id == clinic.id
-        ]
+        existing = [p for p in await repo.pass_requests_of_person(session, person.id) if p.clinic_id == clinic.id]
         if existing:
             request_id = existing[0].id
         else:
@@ -581,8 +585,10 @@ async def issue_letter(
         subject["component"] = chosen.value
         if clinic is None:
             refusal = rule_violation(
-                "R2.3", f"clinic {clinic_id} is not known: choose a clinic from the program's list",
-                {"clinic_id": clinic_id}, code="unknown_clinic",
+                "R2.3",
+                f"clinic {clinic_id} is not known: choose a clinic from the program's list",
+                {"clinic_id": clinic_id},
+                code="unknown_clinic",
             )
         else:
             decision = letter_rules.check_letter_issue(
@@ -599,11 +605,13 @@ async def issue_letter(
                 refusal = RuleViolation(decision.reasons[0].message, code="letter_refused", reasons=decision.reasons)
             else:
                 year = day.year
-                seq = await repo.next_document_seq_txn(session, LetterOfGuarantee.number, letter_rules.LETTER_PREFIX,
-                                                       year)
+                seq = await repo.next_document_seq_txn(
+                    session, LetterOfGuarantee.number, letter_rules.LETTER_PREFIX, year
+                )
                 number = letter_rules.format_letter_number(year, seq)
-                facts = letter_rules.draft_letter(number, to_clinic_facts(clinic), services,
-                                                  to_insured_event_facts(event), day)
+                facts = letter_rules.draft_letter(
+                    number, to_clinic_facts(clinic), services, to_insured_event_facts(event), day
+                )
                 letter = LetterOfGuarantee(
                     number=number,
                     insured_event_id=event.id,
@@ -709,8 +717,9 @@ async def change_letter(
             principal=principal,
             now=now,
         )
-        await _audit(ctx, session, principal, f"letter.{action}", "letter_of_guarantee", letter.id,
-                     letter.insured_person_id)
+        await _audit(
+            ctx, session, principal, f"letter.{action}", "letter_of_guarantee", letter.id, letter.insured_person_id
+        )
         await uow.commit()
     return LetterChanged(letter=letter_view(letter, clinic, today_of(ctx)), reasons=reasons_json(transition.reasons))
 
@@ -783,6 +792,7 @@ async def approval_check(
     services: Sequence[str],
     on: date | None = None,
     insured_event_id: int | None = None,
+    complaints: str | None = None,
     new_event: bool = False,
 ) -> ApprovalAnswer:
     """Does this visit need the console's (new) approval? The answer says which rule decided.
@@ -799,6 +809,7 @@ async def approval_check(
         services: The services requested or prescribed.
         on: The day of the visit (default: today).
         insured_event_id: The event the visit belongs to, if known.
+        complaints: Without an event: the complaints, matched against the person's open events (R3.1).
         new_event: The visit is for new complaints (R3.1).
 
     Returns:
@@ -824,8 +835,11 @@ async def approval_check(
                 f"({policy.starts_on.isoformat()} to {policy.ends_on.isoformat()})"
                 if person.is_active
                 else "the person is no longer insured under this policy",
-                {"on": day.isoformat(), "starts_on": policy.starts_on.isoformat(),
-                 "ends_on": policy.ends_on.isoformat()},
+                {
+                    "on": day.isoformat(),
+                    "starts_on": policy.starts_on.isoformat(),
+                    "ends_on": policy.ends_on.isoformat(),
+                },
                 code="outside_policy",
             )
         clinic = await require_clinic_on_program_txn(session, clinic_id, program.id)
@@ -843,6 +857,32 @@ async def approval_check(
                         "R3.1",
                         f"insured event {event.id} is {event.status}: a visit now belongs to a new insured event",
                         {"insured_event_id": event.id, "status": event.status},
+                    )
+                )
+        elif complaints and not new_event:
+            # R3.1: the same complaints as an open event continue it; new complaints are a new event.
+            open_events = await repo.events_of_person(session, person.id, statuses=[EventStatus.OPEN.value])
+            matched = match_open_event(
+                [to_open_event(e) for e in open_events], complaints, None, ctx.clock.now(), window=OPEN_EVENT_WINDOW
+            )
+            if matched is None:
+                is_new = True
+                letters = []
+                context.append(
+                    Reason(
+                        "R3.1",
+                        "these complaints match no open insured event: a new insured event",
+                        {"open_events": [e.id for e in open_events]},
+                    )
+                )
+            else:
+                insured_event_id = matched.id
+                letters = await repo.letters_of_event(session, matched.id)
+                context.append(
+                    Reason(
+                        "R3.1",
+                        f"the same complaints as open insured event {matched.id}: the visit continues it",
+                        {"insured_event_id": matched.id},
                     )
                 )
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from typing import Any, Final
 
@@ -107,13 +106,19 @@ async def request_service_type_change(
         clinic = await coverage_repo.get_clinic(session, clinic_id) if clinic_id is not None else None
         if clinic_id is not None and clinic is None:
             refusal = rule_violation(
-                "R2.3", f"clinic {clinic_id} is not known: choose a clinic from the program's list",
-                {"clinic_id": clinic_id}, code="unknown_clinic",
+                "R2.3",
+                f"clinic {clinic_id} is not known: choose a clinic from the program's list",
+                {"clinic_id": clinic_id},
+                code="unknown_clinic",
             )
         elif today < records.policy.starts_on or target is ServiceType.DISPATCHER:
             decision = check_service_type_change(
-                records.insured, records.program_facts, records.policy_facts, target,
-                to_clinic_facts(clinic) if clinic else None, today,
+                records.insured,
+                records.program_facts,
+                records.policy_facts,
+                target,
+                to_clinic_facts(clinic) if clinic else None,
+                today,
             )
             if not decision.allowed:
                 refusal = RuleViolation(decision.reasons[0].message, code="change_refused", reasons=decision.reasons)
@@ -122,12 +127,23 @@ async def request_service_type_change(
                 person.service_type = target.value
                 person.attached_clinic_id = clinic.id if clinic and target is ServiceType.REGISTRY else None
                 record_decision_txn(
-                    session, person_id=person.id, kind="service_type_change", allowed=True,
-                    reasons=decision.reasons, subject={**subject, "effective": True}, principal=principal, now=now,
+                    session,
+                    person_id=person.id,
+                    kind="service_type_change",
+                    allowed=True,
+                    reasons=decision.reasons,
+                    subject={**subject, "effective": True},
+                    principal=principal,
+                    now=now,
                 )
                 await audit.record_txn(
-                    ctx, session, principal, action="service_type.choose", resource_type="insured_person",
-                    resource_id=person.id, patient_id=person.id,
+                    ctx,
+                    session,
+                    principal,
+                    action="service_type.choose",
+                    resource_type="insured_person",
+                    resource_id=person.id,
+                    patient_id=person.id,
                 )
                 await uow.commit()
                 return ServiceTypeChange(
@@ -165,8 +181,9 @@ async def request_service_type_change(
                     await session.flush()
                 except IntegrityError as exc:
                     raise _conflict_in_flight(None) from exc
-                seq = await repo.next_document_seq_txn(session, AdditionalAgreement.number, AGREEMENT_PREFIX,
-                                                       today.year)
+                seq = await repo.next_document_seq_txn(
+                    session, AdditionalAgreement.number, AGREEMENT_PREFIX, today.year
+                )
                 agreement = AdditionalAgreement(
                     number=format_number(AGREEMENT_PREFIX, today.year, seq),
                     application_id=application.id,
@@ -190,14 +207,29 @@ async def request_service_type_change(
                 session.add_all(schedule)
                 await session.flush()
                 record_decision_txn(
-                    session, person_id=person.id, kind="service_type_change", allowed=True, reasons=plan.reasons,
-                    subject={**subject, "application_id": application.id, "agreement_number": agreement.number,
-                             "additional_premium": str(plan.premium), "effective": False},
-                    principal=principal, now=now,
+                    session,
+                    person_id=person.id,
+                    kind="service_type_change",
+                    allowed=True,
+                    reasons=plan.reasons,
+                    subject={
+                        **subject,
+                        "application_id": application.id,
+                        "agreement_number": agreement.number,
+                        "additional_premium": str(plan.premium),
+                        "effective": False,
+                    },
+                    principal=principal,
+                    now=now,
                 )
                 await audit.record_txn(
-                    ctx, session, principal, action="service_type_change.submit",
-                    resource_type="program_change_application", resource_id=application.id, patient_id=person.id,
+                    ctx,
+                    session,
+                    principal,
+                    action="service_type_change.submit",
+                    resource_type="program_change_application",
+                    resource_id=application.id,
+                    patient_id=person.id,
                 )
                 await uow.commit()
                 current = await _attached_view(ctx, person.attached_clinic_id)
@@ -235,7 +267,7 @@ async def _own_application(ctx: ServiceContext, principal: Principal, applicatio
         schedule = schedules.get(agreement.id, []) if agreement else []
         paid = await repo.paid_scheduled_ids(uow.session, (row.id for row in schedule))
         assert clinic is not None
-    return application_view(application, clinic, agreement, schedule, paid)
+        return application_view(application, clinic, agreement, schedule, paid)
 
 
 async def withdraw_application(ctx: ServiceContext, principal: Principal, application_id: int) -> ApplicationView:
@@ -261,15 +293,28 @@ async def withdraw_application(ctx: ServiceContext, principal: Principal, applic
             await session.delete(row)
         application.status = "withdrawn"
         application.pending_key = None
-        reason = Reason("R4.6", "application withdrawn before any additional premium was bundled; nothing changes",
-                        {"application_id": application.id})
+        reason = Reason(
+            "R4.6",
+            "application withdrawn before any additional premium was bundled; nothing changes",
+            {"application_id": application.id},
+        )
         record_decision_txn(
-            session, person_id=application.insured_person_id, kind="service_type_change_withdrawn", allowed=True,
-            reasons=[reason], subject={"application_id": application.id}, principal=principal, now=now,
+            session,
+            person_id=application.insured_person_id,
+            kind="service_type_change_withdrawn",
+            allowed=True,
+            reasons=[reason],
+            subject={"application_id": application.id},
+            principal=principal,
+            now=now,
         )
         await audit.record_txn(
-            ctx, session, principal, action="service_type_change.withdraw",
-            resource_type="program_change_application", resource_id=application.id,
+            ctx,
+            session,
+            principal,
+            action="service_type_change.withdraw",
+            resource_type="program_change_application",
+            resource_id=application.id,
             patient_id=application.insured_person_id,
         )
         await uow.commit()
@@ -327,8 +372,13 @@ async def application_html(ctx: ServiceContext, principal: Principal, applicatio
         assert program is not None
         holder = await coverage_repo.policyholder_name(session, policy.policyholder_id)
         await audit.record_txn(
-            ctx, session, principal, action="service_type_change.print", resource_type="program_change_application",
-            resource_id=view.id, patient_id=person.id,
+            ctx,
+            session,
+            principal,
+            action="service_type_change.print",
+            resource_type="program_change_application",
+            resource_id=view.id,
+            patient_id=person.id,
         )
         await uow.commit()
     tariff_registry = program.tariff_registry or Decimal(0)

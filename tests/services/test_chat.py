@@ -7,11 +7,14 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from server.db.engine import make_engine, make_session_factory
 from server.db.models import ConsultationMessage
-from server.domain.errors import Conflict, NotFound, Unavailable
+from server.domain import chat as rules
+from server.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from server.services import chat
 from server.services.chat import ChatWriter
 from server.services.context import ServiceContext
@@ -124,3 +127,17 @@ async def test_a_stopped_writer_refuses_instead_of_hanging(ctx: ServiceContext, 
     writer = ChatWriter(ctx)
     with pytest.raises(Unavailable):
         await writer.submit(_principal("insured", 1, "insured"), chat.make_draft(1, "x", "hello", None))
+
+
+@given(st.text(max_size=60) | st.text(alphabet=" \t\r\n\x00\u200b\u2028ab", max_size=10))
+def test_the_text_shortcut_agrees_with_the_chat_rule_exactly(text: str) -> None:
+    """``_checked_text`` may skip the rule only where the rule would return the text unchanged."""
+    try:
+        expected: str | tuple[str, str] = rules.validate_text(text)
+    except InvalidInput as exc:
+        expected = ("refused", exc.code)
+    try:
+        actual: str | tuple[str, str] = chat._checked_text(text)
+    except InvalidInput as exc:
+        actual = ("refused", exc.code)
+    assert actual == expected

@@ -264,19 +264,22 @@ async def message_count(session: AsyncSession, consultation_id: int) -> int:
 # -- the chat writer's batch transaction -----------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """What a batch needs to decide, read under the consultations' row locks."""
+
+    accesses: dict[int, ConsultationAccess]
+    sent: list[Any]
+    owners: dict[int, AttachmentOwner]
+
+
 class BatchStore(Protocol):
-    """The four statements of one chat batch, inside one transaction (see ``open_batch_store``)."""
+    """The statements of one chat batch, inside one transaction (see :class:`BatchDatabase`)."""
 
-    async def lock_consultations(self, consultation_ids: Iterable[int]) -> dict[int, ConsultationAccess]:
-        """Lock and read the consultations, in id order (``lock_consultations_txn``)."""
-        ...
-
-    async def attachment_owners(self, attachment_ids: Iterable[int]) -> dict[int, AttachmentOwner]:
-        """Owner facts of attachments referenced by the batch."""
-        ...
-
-    async def find_sent(self, keys: Sequence[tuple[int, str, str]]) -> list[Any]:
-        """Messages already stored under these (consultation, sender, client message id) keys."""
+    async def lock_and_read(
+        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
+    ) -> BatchState:
+        """Lock the consultations (in id order) and read them, the resent messages and the attachments."""
         ...
 
     async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
@@ -294,14 +297,13 @@ class _SessionBatchStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_consultations(self, consultation_ids: Iterable[int]) -> dict[int, ConsultationAccess]:
-        return await lock_consultations_txn(self.session, consultation_ids)
-
-    async def attachment_owners(self, attachment_ids: Iterable[int]) -> dict[int, AttachmentOwner]:
-        return await attachment_owners(self.session, attachment_ids)
-
-    async def find_sent(self, keys: Sequence[tuple[int, str, str]]) -> list[Any]:
-        return await find_sent_txn(self.session, keys)
+    async def lock_and_read(
+        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
+    ) -> BatchState:
+        accesses = await lock_consultations_txn(self.session, consultation_ids)
+        sent = await find_sent_txn(self.session, keys)
+        owners = await attachment_owners(self.session, attachment_ids)
+        return BatchState(accesses, sent, owners)
 
     async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
         await set_last_seqs_txn(self.session, last_seqs)
@@ -311,18 +313,29 @@ class _SessionBatchStore:
         await self.session.commit()
 
 
-_PG_LOCK = (
-    "SELECT id, status, insured_person_id, doctor_id, last_seq FROM consultations"
-    " WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+# One round trip reads everything a batch decides on. FOR UPDATE re-reads each consultation's latest
+# version after waiting for its lock, so last_seq is current; the resend lookup shares the statement's
+# snapshot, so a resend committed by another process during the wait is caught by the unique key
+# instead, and the batch is retried (BatchConflict).
+_PG_LOCK_AND_READ = """
+WITH locked AS (
+    SELECT id, status, insured_person_id, doctor_id, last_seq FROM consultations
+    WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
 )
-_PG_OWNERS = "SELECT id, consultation_id, uploader_key FROM chat_attachments WHERE id = ANY($1::bigint[])"
-_PG_FIND_SENT = (
-    "SELECT m.id, m.consultation_id, m.seq, m.sender_key, m.sender_role, m.client_message_id, m.kind, m.body,"
-    " m.attachment_id, m.created_at"
-    " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS k(cid, sender, cmid)"
-    " JOIN consultation_messages m"
-    "   ON m.consultation_id = k.cid AND m.sender_key = k.sender AND m.client_message_id = k.cmid"
-)
+SELECT 'c' AS row_kind, id, id AS consultation_id, last_seq AS seq, status AS sender_key, NULL::text AS sender_role,
+       NULL::text AS client_message_id, NULL::text AS kind, NULL::text AS body, doctor_id AS attachment_id,
+       NULL::timestamptz AS created_at, insured_person_id
+  FROM locked
+UNION ALL
+SELECT 'm', m.id, m.consultation_id, m.seq, m.sender_key, m.sender_role, m.client_message_id, m.kind, m.body,
+       m.attachment_id, m.created_at, NULL
+  FROM unnest($2::bigint[], $3::text[], $4::text[]) AS k(cid, sender, cmid)
+  JOIN consultation_messages m
+    ON m.consultation_id = k.cid AND m.sender_key = k.sender AND m.client_message_id = k.cmid
+UNION ALL
+SELECT 'a', a.id, a.consultation_id, NULL, a.uploader_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  FROM chat_attachments a WHERE a.id = ANY($5::bigint[])
+"""
 _PG_SAVE = (
     "WITH advanced AS ("
     "  UPDATE consultations AS c SET last_seq = v.seq"
@@ -333,14 +346,25 @@ _PG_SAVE = (
     " $9::text[], $10::bigint[], $11::timestamptz[])"
     " RETURNING id, consultation_id, seq"
 )
+_SAVE_COLUMNS = (
+    "consultation_id",
+    "seq",
+    "sender_key",
+    "sender_role",
+    "client_message_id",
+    "kind",
+    "body",
+    "attachment_id",
+    "created_at",
+)
 
 
 class _PostgresBatchStore:
     """The PostgreSQL store: asyncpg directly, arrays instead of one parameter per value.
 
-    The chat writer is the hottest write path of the system; going around the ORM here turns a
-    batch into five short round trips (lock, find resends, save, begin/commit), which is what
-    lets one process persist tens of thousands of messages per second.
+    The chat writer is the hottest write path of the system; going around the ORM here makes a
+    batch four short round trips (begin, lock-and-read, save, commit) on a connection the
+    writer keeps, which is what lets one process persist thousands of messages per second.
     """
 
     def __init__(self, connection: Any, transaction: Any) -> None:
@@ -348,39 +372,40 @@ class _PostgresBatchStore:
         self.transaction = transaction
         self.committed = False
 
-    async def lock_consultations(self, consultation_ids: Iterable[int]) -> dict[int, ConsultationAccess]:
-        rows = await self.connection.fetch(_PG_LOCK, sorted(set(consultation_ids)))
-        return {row["id"]: ConsultationAccess(**dict(row)) for row in rows}
-
-    async def attachment_owners(self, attachment_ids: Iterable[int]) -> dict[int, AttachmentOwner]:
-        rows = await self.connection.fetch(_PG_OWNERS, sorted(set(attachment_ids)))
-        return {row["id"]: AttachmentOwner(row["id"], row["consultation_id"], row["uploader_key"]) for row in rows}
-
-    async def find_sent(self, keys: Sequence[tuple[int, str, str]]) -> list[Any]:
-        if not keys:
-            return []
+    async def lock_and_read(
+        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
+    ) -> BatchState:
         rows = await self.connection.fetch(
-            _PG_FIND_SENT, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+            _PG_LOCK_AND_READ,
+            sorted(set(consultation_ids)),
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [k[2] for k in keys],
+            sorted(set(attachment_ids)),
         )
-        return [_Row(row) for row in rows]
+        accesses: dict[int, ConsultationAccess] = {}
+        sent: list[Any] = []
+        owners: dict[int, AttachmentOwner] = {}
+        for row in rows:
+            kind = row["row_kind"]
+            if kind == "c":
+                accesses[row["id"]] = ConsultationAccess(
+                    id=row["id"],
+                    status=row["sender_key"],
+                    insured_person_id=row["insured_person_id"],
+                    doctor_id=row["attachment_id"],
+                    last_seq=row["seq"],
+                )
+            elif kind == "m":
+                sent.append(_Row(row))
+            else:
+                owners[row["id"]] = AttachmentOwner(row["id"], row["consultation_id"], row["sender_key"])
+        return BatchState(accesses, sent, owners)
 
     async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
         if not rows:
             return []
-        columns = [
-            [row[name] for row in rows]
-            for name in (
-                "consultation_id",
-                "seq",
-                "sender_key",
-                "sender_role",
-                "client_message_id",
-                "kind",
-                "body",
-                "attachment_id",
-                "created_at",
-            )
-        ]
+        columns = [[row[name] for row in rows] for name in _SAVE_COLUMNS]
         inserted = await self.connection.fetch(_PG_SAVE, list(last_seqs), list(last_seqs.values()), *columns)
         ids = {(row["consultation_id"], row["seq"]): row["id"] for row in inserted}
         return [ids[(row["consultation_id"], row["seq"])] for row in rows]
@@ -402,28 +427,47 @@ class _Row:
         return self._record[name]
 
 
-@asynccontextmanager
-async def open_batch_store(session_factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[BatchStore]:
-    """One batch transaction: rolled back unless ``commit()`` is called.
+class BatchConflict(Exception):
+    """A batch lost a race with another writer; retrying it sees the other's rows."""
 
-    Raises:
-        BatchConflict: a concurrent writer made this attempt fail (deadlock, unique key): retry.
-        Unavailable: the database cannot be reached; nothing was saved.
+
+class BatchDatabase:
+    """Where one chat writer lane sends its batches.
+
+    On PostgreSQL the lane keeps its own asyncpg connection, opened in the event loop that uses
+    it (the chat writer's own thread, see ``server.services.chat``), and drops it after any
+    connection error; elsewhere each batch gets a session of the app's session factory.
     """
-    engine = session_factory.kw["bind"]
-    if engine.dialect.name != "postgresql":
-        async with session_factory() as session:
-            try:
-                yield _SessionBatchStore(session)
-            finally:
-                await session.rollback()
-        return
-    import asyncpg
 
-    try:
-        async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._session_factory = session_factory
+        self._engine = session_factory.kw["bind"]
+        self._connection: Any = None
+
+    @property
+    def is_postgres(self) -> bool:
+        """Whether the fast PostgreSQL path is used."""
+        return bool(self._engine.dialect.name == "postgresql")
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[BatchStore]:
+        """One batch transaction, rolled back unless ``commit()`` is called.
+
+        Raises:
+            BatchConflict: a concurrent writer made this attempt fail (deadlock, unique key): retry.
+            Unavailable: the database cannot be reached; nothing was saved.
+        """
+        if not self.is_postgres:
+            async with self._session_factory() as session:
+                try:
+                    yield _SessionBatchStore(session)
+                finally:
+                    await session.rollback()
+            return
+        import asyncpg
+
+        try:
+            driver = await self._driver()
             transaction = driver.transaction()
             await transaction.start()
             store = _PostgresBatchStore(driver, transaction)
@@ -431,13 +475,36 @@ async def open_batch_store(session_factory: async_sessionmaker[AsyncSession]) ->
                 yield store
             finally:
                 if not store.committed and not driver.is_closed():
-                    with contextlib.suppress(Exception):
+                    try:
                         await transaction.rollback()
-    except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError, asyncpg.SerializationError) as exc:
-        raise BatchConflict(str(exc)) from exc
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, OSError) as exc:
-        raise Unavailable("the database is not reachable right now; nothing was saved") from exc
+                    except Exception:
+                        await self.close()
+        except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError, asyncpg.SerializationError) as exc:
+            raise BatchConflict(str(exc)) from exc
+        except (
+            asyncpg.PostgresConnectionError,
+            asyncpg.InterfaceError,
+            asyncpg.CannotConnectNowError,
+            asyncpg.AdminShutdownError,
+            OSError,
+            TimeoutError,
+        ) as exc:
+            await self.close()
+            raise Unavailable("the database is not reachable right now; nothing was saved") from exc
 
+    async def _driver(self) -> Any:
+        import asyncpg
 
-class BatchConflict(Exception):
-    """A batch lost a race with another writer; retrying it sees the other's rows."""
+        if self._connection is not None and self._connection.is_closed():
+            self._connection = None
+        if self._connection is None:
+            url = self._engine.url.set(drivername="postgresql")
+            self._connection = await asyncpg.connect(url.render_as_string(hide_password=False), timeout=10)
+        return self._connection
+
+    async def close(self) -> None:
+        """Close the kept connection (call it from the event loop that opened it)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close(timeout=2)

@@ -39,9 +39,7 @@ async def get_person(session: AsyncSession, person_id: int, *, for_update: bool 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def person_policy_program(
-    session: AsyncSession, person_id: int
-) -> tuple[InsuredPerson, Policy, Program] | None:
+async def person_policy_program(session: AsyncSession, person_id: int) -> tuple[InsuredPerson, Policy, Program] | None:
     """A person with their policy and program in one round trip (the approval check's hot path).
 
     Args:
@@ -196,3 +194,26 @@ async def person_names(session: AsyncSession, person_ids: Iterable[int]) -> dict
         return {}
     rows = (await session.execute(select(InsuredPerson).where(InsuredPerson.id.in_(ids)))).scalars()
     return {person.id: person for person in rows}
+
+
+async def find_persons(
+    session: AsyncSession, *, policy_number: str | None = None, name: str | None = None, limit: int = 20
+) -> list[tuple[InsuredPerson, Policy]]:
+    """Insured persons by policy number (exact) and/or name (case-insensitive substring), for the console.
+
+    Args:
+        session: The open session.
+        policy_number: The number printed on the policy.
+        name: Part of the person's full name.
+        limit: At most this many.
+
+    Returns:
+        ``(person, policy)`` pairs by name.
+    """
+    stmt = select(InsuredPerson, Policy).join(Policy, Policy.id == InsuredPerson.policy_id)
+    if policy_number:
+        stmt = stmt.where(Policy.number == policy_number)
+    if name:
+        stmt = stmt.where(func.lower(InsuredPerson.full_name).contains(name.lower(), autoescape=True))
+    stmt = stmt.order_by(InsuredPerson.full_name, InsuredPerson.id).limit(limit)
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -310,9 +310,7 @@ async def get_agreement(session: AsyncSession, agreement_id: int) -> AdditionalA
     return await session.get(AdditionalAgreement, agreement_id)
 
 
-async def agreement_schedules(
-    session: AsyncSession, agreement_ids: Iterable[int]
-) -> dict[int, list[ScheduledPayment]]:
+async def agreement_schedules(session: AsyncSession, agreement_ids: Iterable[int]) -> dict[int, list[ScheduledPayment]]:
     """The additional premium schedules (R4.4) of some agreements, by agreement id, by due date."""
     ids = sorted(set(agreement_ids))
     if not ids:
@@ -453,8 +451,3 @@ async def pass_requests_of_person(session: AsyncSession, person_id: int) -> list
     """A person's pass requests, newest first."""
     stmt = select(PassRequest).where(PassRequest.insured_person_id == person_id).order_by(PassRequest.id.desc())
     return list((await session.execute(stmt)).scalars())
-
-
-def row_values(row: Any, names: Iterable[str]) -> dict[str, Any]:
-    """Selected attributes of a row as a dict (for audit subjects)."""
-    return {name: getattr(row, name) for name in names}
