@@ -13,7 +13,9 @@ load against ``bench/bare_relay.py`` (no auth, no storage) as the ceiling.
         --redis-url redis://127.0.0.1:6379/0 --consultations 50,200
 
 127.0.0.1 only; bounded by ``--messages-per-consultation`` and ``--seconds``; everything it
-creates (databases, processes, Redis prefix) is removed at the end.
+creates (databases, processes, Redis prefix) is removed at the end (``BENCH_KEEP_LOGS=1`` keeps
+the server logs and prints their paths). ``TELEMED_CHAT_WRITER_LANES`` etc. pass through to the
+server.
 """
 
 from __future__ import annotations
@@ -266,7 +268,7 @@ def raise_fd_limit() -> None:
     """Allow many sockets (child processes inherit it)."""
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -274,7 +276,10 @@ def _profiler(args: Sequence[str]) -> list[str]:
     """``BENCH_PROFILE=/path`` runs the server under cProfile (for finding the hot path)."""
     target = os.environ.get("BENCH_PROFILE", "")
     if target and args[0] == "server.cli":
-        return ["-c", "import runpy, sys; sys.argv[0] = 'profserve'; runpy.run_module('profserve', run_name='__main__')"]
+        return [
+            "-c",
+            "import runpy, sys; sys.argv[0] = 'profserve'; runpy.run_module('profserve', run_name='__main__')",
+        ]
     return []
 
 
@@ -285,7 +290,7 @@ class Process:
         self.port = free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="telemed-bench-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, *_profiler(args), "-m", *args, "--port", str(self.port)],
+            [sys.executable, "-m", *args, "--port", str(self.port)],
             cwd=REPO,
             env={**os.environ, **(env or {})},
             stdout=self.log,
@@ -297,9 +302,9 @@ class Process:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def wait_ready(self, timeout: float = 60) -> None:
+    async def wait_ready(self, limit_seconds: float = 60) -> None:
         """Poll /readyz."""
-        async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        async with aiohttp.ClientSession() as session, asyncio.timeout(limit_seconds):
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"process exited: {Path(self.log.name).read_text()[-2000:]}")
@@ -676,9 +681,8 @@ async def main() -> None:
     finally:
         bare_relay.stop()
     print()
-    print(
-        f"{'N':>6}  {'system':<32} {'delivered':>10} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'srv cpu s':>9}"
-    )
+    header = f"{'N':>6}  {'system':<32} {'delivered':>10} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8}"
+    print(header + f" {'errors':>6} {'srv cpu s':>9}")
     for row in rows:
         print(
             f"{row.consultations:>6}  {row.system:<32} {row.delivered:>10} {row.rate:>9.0f} {row.p50:>8.1f} "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_ENVIRONMENTS = frozenset({"dev", "test"})
 
@@ -39,21 +40,21 @@ class Settings(BaseSettings):
     login_starts_per_address_per_hour: int = 60
     failed_logins_per_account_per_hour: int = 100
     ws_ticket_seconds: int = Field(default=30, ge=5, le=60)
-    allowed_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"])
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"])
     trusted_proxies: bool = False
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
     log_json: bool = True
     sql_echo: bool = False
-    rtc_host_addresses: list[str] = Field(default_factory=list)
+    rtc_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Client WebSocket and chat (server/realtime, server/services/chat.py).
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     ws_session_check_seconds: float = Field(default=60.0, gt=0, le=300)
     ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
     ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
     chat_batch_max: int = Field(default=500, ge=1, le=5000)
-    chat_writer_lanes: int = Field(default=3, ge=1, le=8)
+    chat_writer_lanes: int = Field(default=2, ge=1, le=8)
     # Telemedicine queue and roster (R11): background loops (0 disables them; tests drive them by hand).
     assignment_interval_seconds: float = Field(default=2.0, ge=0)
     offer_timeout_seconds: int = Field(default=60, ge=5, le=3600)
@@ -67,6 +68,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 

@@ -51,7 +51,7 @@ class ServerProcess:
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "serve", "--port", str(self.port), "--skip-migrations"],
             cwd=REPO,
             env=env,
@@ -109,8 +109,11 @@ class Socket:
                 self.buffer.append(frame)
 
     async def messages(self, count: int) -> list[dict[str, Any]]:
-        found = [f["event"] for f in self.buffer if f.get("type") == "event" and f["event"]["type"] == "chat.message"]
-        self.buffer = [f for f in self.buffer if not (f.get("type") == "event" and f["event"]["type"] == "chat.message")]
+        def is_message(frame: dict[str, Any]) -> bool:
+            return frame.get("type") == "event" and frame["event"]["type"] == "chat.message"
+
+        found = [f["event"] for f in self.buffer if is_message(f)]
+        self.buffer = [f for f in self.buffer if not is_message(f)]
         async with asyncio.timeout(10):
             while len(found) < count:
                 frame = json.loads((await self.ws.receive()).data)

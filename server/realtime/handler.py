@@ -114,7 +114,8 @@ async def _authenticate(ws: web.WebSocketResponse, request: web.Request) -> Prin
     try:
         msg = await ws.receive(timeout=ctx.settings.ws_auth_timeout_seconds)
     except TimeoutError:
-        return await _refuse(ws, "authentication timed out")
+        await _refuse(ws, "authentication timed out")
+        return None
     if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
         return None
     ticket: Any = None
@@ -126,11 +127,13 @@ async def _authenticate(ws: web.WebSocketResponse, request: web.Request) -> Prin
         if isinstance(payload, dict) and payload.get("type") == messages.TYPE_AUTH:
             ticket = payload.get("ticket")
     if type(ticket) is not str or not 0 < len(ticket) <= MAX_TICKET_CHARS:
-        return await _refuse(ws, 'send {"type": "auth", "ticket": ...} first')
+        await _refuse(ws, 'send {"type": "auth", "ticket": ...} first')
+        return None
     try:
         return await auth_service.redeem_websocket_ticket(ctx, ticket)
     except Unauthorized:
-        return await _refuse(ws, "the connection ticket is not valid")
+        await _refuse(ws, "the connection ticket is not valid")
+        return None
     except Unavailable:
         await ws.send_str(messages.auth_invalid("the service is unavailable; try again shortly"))
         await ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"unavailable")

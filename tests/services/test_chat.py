@@ -102,13 +102,21 @@ async def test_refusals_in_a_batch_do_not_fail_their_neighbours(ctx: ServiceCont
     assert [o.message.seq for o in outcomes if isinstance(o, chat.PostedMessage)] == [1, 2]
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_database_outage_fails_each_message_and_acknowledges_none_I2(
-    ctx: ServiceContext, factories: Factories, tmp_path: Path
+    ctx: ServiceContext, factories: Factories, tmp_path: Path, backend: str
 ) -> None:
-    """Never a success for an unsaved message: every waiting sender gets ``unavailable``."""
+    """Never a success for an unsaved message: every waiting sender gets ``unavailable``.
+
+    The PostgreSQL case points the writer at a port where nothing listens (its one-statement path).
+    """
     patient = await factories.insured()
     consultation = await factories.consultation(patient, await factories.staff("doctor"))
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'db.sqlite3'}")
+    unreachable = {
+        "sqlite": f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'db.sqlite3'}",
+        "postgresql": "postgresql+asyncpg://postgres@127.0.0.1:9/nowhere",
+    }
+    engine = make_engine(unreachable[backend])
     down = dataclasses.replace(ctx, session_factory=make_session_factory(engine))
     writer = ChatWriter(down)
     writer.start()

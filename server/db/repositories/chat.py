@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Integer, String, bindparam, case, func, literal_column, select, text, tuple_, update
+from sqlalchemy import Integer, String, Table, bindparam, case, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -51,7 +51,7 @@ class AttachmentOwner:
 
 
 def _is_postgres(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def _access(row: Any) -> ConsultationAccess:
@@ -101,11 +101,8 @@ async def set_last_seqs_txn(session: AsyncSession, last_seqs: dict[int, int]) ->
     """Advance ``consultations.last_seq`` for each consultation that got new messages (rows already locked)."""
     if not last_seqs:
         return
-    stmt = (
-        update(Consultation.__table__)
-        .where(Consultation.__table__.c.id == bindparam("cid"))
-        .values(last_seq=bindparam("new_last_seq"))
-    )
+    table = cast(Table, Consultation.__table__)
+    stmt = update(table).where(table.c.id == bindparam("cid")).values(last_seq=bindparam("new_last_seq"))
     await session.execute(stmt, [{"cid": cid, "new_last_seq": seq} for cid, seq in last_seqs.items()])
 
 
@@ -156,7 +153,7 @@ async def insert_messages_txn(session: AsyncSession, rows: list[dict[str, Any]])
     """Insert message rows in one multi-row statement; returns their ids in the given order."""
     if not rows:
         return []
-    table = ConsultationMessage.__table__
+    table = cast(Table, ConsultationMessage.__table__)
     stmt = table.insert().returning(table.c.id, sort_by_parameter_order=True)
     return [row[0] for row in await session.execute(stmt, rows)]
 
@@ -224,20 +221,20 @@ async def advance_read_mark_txn(
 ) -> int:
     """Move a reader's mark forward to ``seq`` (never backwards); returns the mark now stored."""
     dialect_insert = postgresql.insert if _is_postgres(session) else sqlite.insert
-    stmt = dialect_insert(ReadMark).values(
+    inserting = dialect_insert(ReadMark).values(
         consultation_id=consultation_id, reader_key=reader_key, last_read_seq=seq, updated_at=now
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert = inserting.on_conflict_do_update(
         index_elements=[ReadMark.consultation_id, ReadMark.reader_key],
         set_={
             "last_read_seq": case(
-                (stmt.excluded.last_read_seq > ReadMark.last_read_seq, stmt.excluded.last_read_seq),
+                (inserting.excluded.last_read_seq > ReadMark.last_read_seq, inserting.excluded.last_read_seq),
                 else_=ReadMark.last_read_seq,
             ),
             "updated_at": now,
         },
     ).returning(ReadMark.last_read_seq)
-    return int((await session.execute(stmt)).scalar_one())
+    return int((await session.execute(upsert)).scalar_one())
 
 
 async def add_attachment_txn(session: AsyncSession, attachment: ChatAttachment) -> ChatAttachment:
@@ -274,7 +271,7 @@ class BatchState:
 
 
 class BatchStore(Protocol):
-    """The statements of one chat batch, inside one transaction (see :class:`BatchDatabase`)."""
+    """The statements of one chat batch inside one transaction (the portable path)."""
 
     async def lock_and_read(
         self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
@@ -313,108 +310,6 @@ class _SessionBatchStore:
         await self.session.commit()
 
 
-# One round trip reads everything a batch decides on. FOR UPDATE re-reads each consultation's latest
-# version after waiting for its lock, so last_seq is current; the resend lookup shares the statement's
-# snapshot, so a resend committed by another process during the wait is caught by the unique key
-# instead, and the batch is retried (BatchConflict).
-_PG_LOCK_AND_READ = """
-WITH locked AS (
-    SELECT id, status, insured_person_id, doctor_id, last_seq FROM consultations
-    WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE
-)
-SELECT 'c' AS row_kind, id, id AS consultation_id, last_seq AS seq, status AS sender_key, NULL::text AS sender_role,
-       NULL::text AS client_message_id, NULL::text AS kind, NULL::text AS body, doctor_id AS attachment_id,
-       NULL::timestamptz AS created_at, insured_person_id
-  FROM locked
-UNION ALL
-SELECT 'm', m.id, m.consultation_id, m.seq, m.sender_key, m.sender_role, m.client_message_id, m.kind, m.body,
-       m.attachment_id, m.created_at, NULL
-  FROM unnest($2::bigint[], $3::text[], $4::text[]) AS k(cid, sender, cmid)
-  JOIN consultation_messages m
-    ON m.consultation_id = k.cid AND m.sender_key = k.sender AND m.client_message_id = k.cmid
-UNION ALL
-SELECT 'a', a.id, a.consultation_id, NULL, a.uploader_key, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-  FROM chat_attachments a WHERE a.id = ANY($5::bigint[])
-"""
-_PG_SAVE = (
-    "WITH advanced AS ("
-    "  UPDATE consultations AS c SET last_seq = v.seq"
-    "  FROM unnest($1::bigint[], $2::integer[]) AS v(id, seq) WHERE c.id = v.id RETURNING c.id)"
-    " INSERT INTO consultation_messages"
-    " (consultation_id, seq, sender_key, sender_role, client_message_id, kind, body, attachment_id, created_at)"
-    " SELECT * FROM unnest($3::bigint[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::text[],"
-    " $9::text[], $10::bigint[], $11::timestamptz[])"
-    " RETURNING id, consultation_id, seq"
-)
-_SAVE_COLUMNS = (
-    "consultation_id",
-    "seq",
-    "sender_key",
-    "sender_role",
-    "client_message_id",
-    "kind",
-    "body",
-    "attachment_id",
-    "created_at",
-)
-
-
-class _PostgresBatchStore:
-    """The PostgreSQL store: asyncpg directly, arrays instead of one parameter per value.
-
-    The chat writer is the hottest write path of the system; going around the ORM here makes a
-    batch four short round trips (begin, lock-and-read, save, commit) on a connection the
-    writer keeps, which is what lets one process persist thousands of messages per second.
-    """
-
-    def __init__(self, connection: Any, transaction: Any) -> None:
-        self.connection = connection
-        self.transaction = transaction
-        self.committed = False
-
-    async def lock_and_read(
-        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
-    ) -> BatchState:
-        rows = await self.connection.fetch(
-            _PG_LOCK_AND_READ,
-            sorted(set(consultation_ids)),
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            sorted(set(attachment_ids)),
-        )
-        accesses: dict[int, ConsultationAccess] = {}
-        sent: list[Any] = []
-        owners: dict[int, AttachmentOwner] = {}
-        for row in rows:
-            kind = row["row_kind"]
-            if kind == "c":
-                accesses[row["id"]] = ConsultationAccess(
-                    id=row["id"],
-                    status=row["sender_key"],
-                    insured_person_id=row["insured_person_id"],
-                    doctor_id=row["attachment_id"],
-                    last_seq=row["seq"],
-                )
-            elif kind == "m":
-                sent.append(_Row(row))
-            else:
-                owners[row["id"]] = AttachmentOwner(row["id"], row["consultation_id"], row["sender_key"])
-        return BatchState(accesses, sent, owners)
-
-    async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
-        if not rows:
-            return []
-        columns = [[row[name] for row in rows] for name in _SAVE_COLUMNS]
-        inserted = await self.connection.fetch(_PG_SAVE, list(last_seqs), list(last_seqs.values()), *columns)
-        ids = {(row["consultation_id"], row["seq"]): row["id"] for row in inserted}
-        return [ids[(row["consultation_id"], row["seq"])] for row in rows]
-
-    async def commit(self) -> None:
-        await self.transaction.commit()
-        self.committed = True
-
-
 class _Row:
     """Attribute access to an asyncpg record, like a SQLAlchemy row."""
 
@@ -434,9 +329,8 @@ class BatchConflict(Exception):
 class BatchDatabase:
     """Where one chat writer lane sends its batches.
 
-    On PostgreSQL the lane keeps its own asyncpg connection, opened in the event loop that uses
-    it (the chat writer's own thread, see ``server.services.chat``), and drops it after any
-    connection error; elsewhere each batch gets a session of the app's session factory.
+    On PostgreSQL the lane keeps its own asyncpg connection (no pool checkout or pre-ping per
+    batch) and drops it after any connection error; elsewhere each batch gets a session.
     """
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
@@ -451,46 +345,15 @@ class BatchDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[BatchStore]:
-        """One batch transaction, rolled back unless ``commit()`` is called.
+        """One batch transaction on a session (the portable path), rolled back unless committed.
 
-        Raises:
-            BatchConflict: a concurrent writer made this attempt fail (deadlock, unique key): retry.
-            Unavailable: the database cannot be reached; nothing was saved.
+        PostgreSQL does not use this: its batches are one statement (``write_batch_pg``).
         """
-        if not self.is_postgres:
-            async with self._session_factory() as session:
-                try:
-                    yield _SessionBatchStore(session)
-                finally:
-                    await session.rollback()
-            return
-        import asyncpg
-
-        try:
-            driver = await self._driver()
-            transaction = driver.transaction()
-            await transaction.start()
-            store = _PostgresBatchStore(driver, transaction)
+        async with self._session_factory() as session:
             try:
-                yield store
+                yield _SessionBatchStore(session)
             finally:
-                if not store.committed and not driver.is_closed():
-                    try:
-                        await transaction.rollback()
-                    except Exception:
-                        await self.close()
-        except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError, asyncpg.SerializationError) as exc:
-            raise BatchConflict(str(exc)) from exc
-        except (
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            asyncpg.CannotConnectNowError,
-            asyncpg.AdminShutdownError,
-            OSError,
-            TimeoutError,
-        ) as exc:
-            await self.close()
-            raise Unavailable("the database is not reachable right now; nothing was saved") from exc
+                await session.rollback()
 
     async def _driver(self) -> Any:
         import asyncpg
@@ -508,3 +371,131 @@ class BatchDatabase:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close(timeout=2)
+
+
+# The whole batch in ONE statement (and so one round trip, committed on return): lock the
+# consultations, find resends, keep what the sender may write (the same rule as
+# services.chat.write_refusal, checked again in Python on the result), number the new messages
+# after each consultation's last_seq, insert them and advance last_seq. Under load every round
+# trip waits for a full event-loop turn, so this is what sets the chat's latency and throughput.
+# A resend committed by another process while this statement waited for a lock is caught by the
+# unique key (BatchConflict) and the batch is retried.
+_PG_WRITE_BATCH = """
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                         $8::text[], $9::bigint[])
+        WITH ORDINALITY AS t(cid, sender, role, subject_type, subject_id, cmid, kind, body, att, ord)
+),
+locked AS (
+    SELECT c.id, c.status, c.insured_person_id, c.doctor_id, c.last_seq FROM consultations c
+    WHERE c.id = ANY($1::bigint[]) ORDER BY c.id FOR UPDATE
+),
+existing AS (
+    SELECT m.id, m.consultation_id, m.seq, m.sender_key, m.sender_role, m.client_message_id, m.kind, m.body,
+           m.attachment_id, m.created_at
+    FROM consultation_messages m
+    WHERE (m.consultation_id, m.sender_key, m.client_message_id) IN (SELECT cid, sender, cmid FROM input)
+),
+allowed AS (
+    SELECT i.*, l.last_seq AS base_seq FROM input i
+    JOIN locked l ON l.id = i.cid
+    LEFT JOIN chat_attachments a ON a.id = i.att
+    WHERE ((i.subject_type = 'insured' AND i.subject_id = l.insured_person_id
+            AND l.status IN ('queued', 'offered', 'active'))
+        OR (i.subject_type = 'staff' AND i.role = 'doctor' AND i.subject_id = l.doctor_id AND l.status = 'active'))
+      AND (i.att IS NULL OR (a.consultation_id = i.cid AND a.uploader_key = i.sender))
+      AND NOT EXISTS (SELECT 1 FROM existing e
+                      WHERE e.consultation_id = i.cid AND e.sender_key = i.sender AND e.client_message_id = i.cmid)
+),
+fresh AS (
+    SELECT DISTINCT ON (cid, sender, cmid) * FROM allowed ORDER BY cid, sender, cmid, ord
+),
+numbered AS (
+    SELECT f.*, f.base_seq + row_number() OVER (PARTITION BY f.cid ORDER BY f.ord) AS seq FROM fresh f
+),
+inserted AS (
+    INSERT INTO consultation_messages
+        (consultation_id, seq, sender_key, sender_role, client_message_id, kind, body, attachment_id, created_at)
+    SELECT cid, seq, sender, role, cmid, kind, body, att, $10::timestamptz FROM numbered ORDER BY cid, seq
+    RETURNING id, consultation_id, seq, sender_key, client_message_id
+),
+advanced AS (
+    UPDATE consultations c SET last_seq = x.top
+    FROM (SELECT cid, max(seq) AS top FROM numbered GROUP BY cid) x
+    WHERE c.id = x.cid
+    RETURNING c.id
+)
+SELECT 'c' AS row_kind, id, id AS consultation_id, last_seq AS seq, status AS sender_key,
+       NULL::text AS sender_role, NULL::text AS client_message_id, NULL::text AS kind, NULL::text AS body,
+       doctor_id AS attachment_id, NULL::timestamptz AS created_at, insured_person_id
+  FROM locked
+UNION ALL
+SELECT 'm', id, consultation_id, seq, sender_key, sender_role, client_message_id, kind, body, attachment_id,
+       created_at, NULL
+  FROM existing
+UNION ALL
+SELECT 'i', id, consultation_id, seq, sender_key, NULL, client_message_id, NULL, NULL, NULL, NULL, NULL
+  FROM inserted
+UNION ALL
+SELECT 'u', id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM advanced
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchWrite:
+    """What the one-statement batch did."""
+
+    accesses: dict[int, ConsultationAccess]
+    sent: list[Any]
+    inserted: dict[tuple[int, str, str], tuple[int, int]]  # (cid, sender, cmid) -> (id, seq)
+
+
+async def write_batch_pg(
+    database: BatchDatabase, items: Sequence[tuple[int, str, str, str, int, str, str, str, int | None]], now: datetime
+) -> BatchWrite:
+    """Run ``_PG_WRITE_BATCH`` (autocommit: durable when it returns).
+
+    Args:
+        items: Per message (consultation_id, sender_key, sender_role, subject_type, subject_id,
+            client_message_id, kind, body, attachment_id), in the order they were sent.
+
+    Raises:
+        BatchConflict: lost a race with another writer; retry.
+        Unavailable: the database cannot be reached; nothing was saved.
+    """
+    import asyncpg
+
+    columns = list(zip(*items, strict=True)) if items else [()] * 9
+    try:
+        driver = await database._driver()
+        rows = await driver.fetch(_PG_WRITE_BATCH, *[list(column) for column in columns], now)
+    except (asyncpg.DeadlockDetectedError, asyncpg.UniqueViolationError, asyncpg.SerializationError) as exc:
+        raise BatchConflict(str(exc)) from exc
+    except (
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError,
+        OSError,
+        TimeoutError,
+    ) as exc:
+        await database.close()
+        raise Unavailable("the database is not reachable right now; nothing was saved") from exc
+    accesses: dict[int, ConsultationAccess] = {}
+    sent: list[Any] = []
+    inserted: dict[tuple[int, str, str], tuple[int, int]] = {}
+    for row in rows:
+        kind = row["row_kind"]
+        if kind == "c":
+            accesses[row["id"]] = ConsultationAccess(
+                id=row["id"],
+                status=row["sender_key"],
+                insured_person_id=row["insured_person_id"],
+                doctor_id=row["attachment_id"],
+                last_seq=row["seq"],
+            )
+        elif kind == "m":
+            sent.append(_Row(row))
+        elif kind == "i":
+            inserted[(row["consultation_id"], row["sender_key"], row["client_message_id"])] = (row["id"], row["seq"])
+    return BatchWrite(accesses, sent, inserted)
