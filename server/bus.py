@@ -222,6 +222,11 @@ class RedisBus:
         """Publish to every process (including this one, through Redis)."""
         payload = json.dumps(message, separators=(",", ":"), sort_keys=True)
         await self.client.publish(self._prefix + channel, payload)
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # redis-py can swallow a CancelledError that arrives mid-command; honour it here so
+            # background loops that publish still stop when cancelled.
+            raise asyncio.CancelledError
 
     def subscribe(self, channels: Iterable[str] = ()) -> Subscription:
         """Open a local subscription; the process-wide pattern subscription feeds it."""

@@ -350,6 +350,7 @@ class ChatWriter:
         self._busy: set[int] = set()
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self._databases: list[repo.BatchDatabase] = []
         self._listeners: list[CommitListener] = []
         self.batches = 0
@@ -362,6 +363,7 @@ class ChatWriter:
         """Start the lanes: each writes one batch at a time on its own connection."""
         if self._tasks:
             return
+        self._stopping = False
         for lane in range(self._lane_count):
             database = repo.BatchDatabase(self._ctx.session_factory)
             self._databases.append(database)
@@ -370,6 +372,10 @@ class ChatWriter:
     async def stop(self) -> None:
         """Stop; messages still waiting fail with ``unavailable`` (the client resends them)."""
         tasks, self._tasks = self._tasks, []
+        # A library may swallow a cancellation mid-call (seen with redis-py's publish), so the
+        # lanes also stop on this flag instead of waiting for the next message forever.
+        self._stopping = True
+        self._wakeup.set()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -432,7 +438,7 @@ class ChatWriter:
         return batch
 
     async def _run(self, database: repo.BatchDatabase) -> None:
-        while True:
+        while not self._stopping:
             batch = self._take()
             if not batch:
                 self._wakeup.clear()
