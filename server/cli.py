@@ -10,6 +10,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import web
 
@@ -27,7 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "host", None):
         updates["host"] = args.host
     if getattr(args, "data_dir", None):
-        updates["data_dir"] = args.data_dir
+        updates["data_dir"] = Path(args.data_dir)
     return settings.model_copy(update=updates) if updates else settings
 
 

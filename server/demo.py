@@ -202,7 +202,7 @@ async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured:
                     Clinic(
                         name=f"{city} Clinic {'ABC'[category - 1]}{n}",
                         city=city,
-                        address=f"{10 * category + n} {['Lenin', 'Pushkin', 'Gagarin'][category - 1]} St, {city}",
+                        address=f"{10 * category + n} {['Lenin', 'Pushkin', 'Gagarin'][category - 1]} St",
                         phone=f"+7 (495) {100 + 10 * category + n}-{rng.randrange(10, 99)}-{rng.randrange(10, 99)}",
                         price_category=category,
                         has_access_system=(n == 2 and category == 1),

@@ -90,3 +90,14 @@ async def test_users_create_refuses_short_passwords_and_creates_staff(tmp_path: 
         assert hr_without_company.returncode == 2
     finally:
         await database_factory.drop(url)
+
+
+def test_data_dir_option_is_honoured(tmp_path: Path) -> None:
+    """`--data-dir` (not only TELEMED_DATA_DIR) selects the outbox that `telemed outbox` reads."""
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "outbox.jsonl").write_text('{"at": "x", "to": "+7", "text": "code 123456"}\n')
+    result = _telemed(
+        "outbox", "--data-dir", str(tmp_path / "other"), data_dir=tmp_path, database_url="sqlite+aiosqlite:///x"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "123456" in result.stdout
