@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Literal
 
@@ -13,6 +10,7 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int, read_json
+from server.background import periodic_job_ctx
 from server.domain.roster import SPECIALTY_CODES
 from server.keys import context_key
 from server.services import consultations as service
@@ -352,31 +350,13 @@ async def doctor_queue(request: web.Request) -> DoctorQueuePublic:
     )
 
 
-async def assignment_loop_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Run the assignment cycle every ``assignment_interval_seconds`` (0 disables it)."""
-    interval = app[context_key].settings.assignment_interval_seconds
-    task: asyncio.Task[None] | None = None
-    if interval > 0:
-        task = asyncio.create_task(_assignment_loop(app, interval), name="consultation-assignment")
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _assignment_loop(app: web.Application, interval: float) -> None:
-    while True:
-        try:
-            await service.run_assignment_cycle(app[context_key])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("assignment cycle failed; retrying in %s s", interval)
-        await asyncio.sleep(interval)
-
-
 def setup(app: web.Application) -> None:
     """Add the consultation routes and the background assignment loop."""
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(assignment_loop_ctx)
+    app.cleanup_ctx.append(
+        periodic_job_ctx(
+            "consultation-assignment",
+            service.run_assignment_cycle,
+            lambda ctx: ctx.settings.assignment_interval_seconds,
+        )
+    )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +11,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int, read_json
 from server.api.errors import validation_details
+from server.background import periodic_job_ctx
 from server.domain.errors import InvalidInput, RuleViolation
 from server.keys import context_key
 from server.services import roster as roster_service
@@ -412,31 +410,13 @@ async def roster_alerts(request: web.Request, query: AlertsQuery) -> list[AlertP
     return [_alert(view) for view in views]
 
 
-async def roster_check_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Re-run the coverage check periodically (``roster_check_interval_seconds``; 0 disables)."""
-    interval = app[context_key].settings.roster_check_interval_seconds
-    task: asyncio.Task[None] | None = None
-    if interval > 0:
-        task = asyncio.create_task(_roster_check_loop(app, interval), name="roster-coverage-check")
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _roster_check_loop(app: web.Application, interval: float) -> None:
-    while True:
-        try:
-            await roster_service.run_coverage_check(app[context_key])
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("roster coverage check failed; retrying in %s s", interval)
-        await asyncio.sleep(interval)
-
-
 def setup(app: web.Application) -> None:
     """Add the roster routes and the periodic coverage check."""
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(roster_check_ctx)
+    app.cleanup_ctx.append(
+        periodic_job_ctx(
+            "roster-coverage-check",
+            roster_service.run_coverage_check,
+            lambda ctx: ctx.settings.roster_check_interval_seconds,
+        )
+    )
