@@ -81,3 +81,12 @@ async def test_openapi_examples_validate_against_the_running_app(client: TestCli
     assert set(me_schema["required"]) <= set(me)
     token_schema = document["components"]["schemas"]["TokenResponse"]
     assert set(token_schema["required"]) <= set(tokens)
+
+
+async def test_landing_page_styles_load_under_the_content_security_policy(client) -> None:
+    """The CSP forbids inline styles, so the page must link its stylesheet from /static/."""
+    page = await client.get("/")
+    html = await page.text()
+    assert "<style" not in html and 'href="/static/style.css"' in html
+    style = await client.get("/static/style.css")
+    assert style.status == 200 and "font-family" in await style.text()
