@@ -149,3 +149,50 @@ def test_the_text_shortcut_agrees_with_the_chat_rule_exactly(text: str) -> None:
     except InvalidInput as exc:
         actual = ("refused", exc.code)
     assert actual == expected
+
+
+async def test_the_resend_lookup_probes_the_unique_index_however_large_the_chat_table(
+    ctx: ServiceContext, factories: Factories, database_url: str
+) -> None:
+    """The one-statement batch must not scan every stored message to find resends.
+
+    Seen in the benchmark: with the lookup written as ``(...) IN (SELECT ...)`` the planner,
+    working from a young table's statistics, hashed the whole table on every batch, so each
+    batch got slower as the chat grew.
+    """
+    from tests.backends import POSTGRES_URL, require_real_services
+
+    if not POSTGRES_URL:
+        require_real_services("PostgreSQL (the one-statement batch is PostgreSQL's)")
+    import asyncpg
+
+    from server.db.repositories.chat import _PG_WRITE_BATCH
+
+    patient = await factories.insured()
+    consultation = await factories.consultation(patient, await factories.staff("doctor"))
+    connection = await asyncpg.connect(database_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await connection.execute(
+            "INSERT INTO consultation_messages (consultation_id, seq, sender_key, sender_role, client_message_id,"
+            " kind, body, created_at) SELECT $1, n, 'insured:1', 'insured', 'old-' || n, 'text', repeat('x', 80), now()"
+            " FROM generate_series(1, 20000) AS n",
+            consultation.id,
+        )
+        count = 400
+        arguments = [
+            [consultation.id] * count,
+            [f"insured:{patient.id}"] * count,
+            ["insured"] * count,
+            ["insured"] * count,
+            [patient.id] * count,
+            [f"new-{n}" for n in range(count)],
+            ["text"] * count,
+            ["hello"] * count,
+            [None] * count,
+            ctx.clock.now(),
+        ]
+        plan = "\n".join(row[0] for row in await connection.fetch("EXPLAIN " + _PG_WRITE_BATCH, *arguments))
+    finally:
+        await connection.close()
+    assert "Seq Scan on consultation_messages" not in plan, plan
+    assert "consultation_id_sender_key" in plan, plan  # the (consultation, sender, client id) unique index

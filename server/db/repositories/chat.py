@@ -393,8 +393,13 @@ locked AS (
 existing AS (
     SELECT m.id, m.consultation_id, m.seq, m.sender_key, m.sender_role, m.client_message_id, m.kind, m.body,
            m.attachment_id, m.created_at
-    FROM consultation_messages m
-    WHERE (m.consultation_id, m.sender_key, m.client_message_id) IN (SELECT cid, sender, cmid FROM input)
+    FROM input i CROSS JOIN LATERAL (
+        -- LIMIT keeps this a per-message probe of the unique index: flattened into a join, the
+        -- planner may hash the whole table (seen: a sequential scan growing with every message).
+        SELECT * FROM consultation_messages m
+        WHERE m.consultation_id = i.cid AND m.sender_key = i.sender AND m.client_message_id = i.cmid
+        LIMIT 1
+    ) m
 ),
 allowed AS (
     SELECT i.*, l.last_seq AS base_seq FROM input i
