@@ -355,6 +355,10 @@ def server_env(database_url: str, redis_url: str, data_dir: str, redis_prefix: s
         "TELEMED_LOG_LEVEL": "WARNING",
         "TELEMED_ASSIGNMENT_INTERVAL_SECONDS": "0",
         "TELEMED_ROSTER_CHECK_INTERVAL_SECONDS": "0",
+        # Each simulated person sends as fast as acknowledgements come back: far past the
+        # per-socket limit meant for people (100 a minute), which would otherwise be measured.
+        "TELEMED_WS_MESSAGES_PER_MINUTE": "10000000",
+        "TELEMED_WS_MESSAGE_BURST": "1000000",
     }
 
 

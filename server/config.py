@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     ws_session_check_seconds: float = Field(default=60.0, gt=0, le=300)
     ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
     ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
+    ws_messages_per_minute: int = Field(default=100, ge=1, le=10_000_000)  # per socket (checklist B8)
+    ws_message_burst: int = Field(default=40, ge=1, le=1_000_000)
     chat_batch_max: int = Field(default=500, ge=1, le=5000)
     chat_writer_lanes: int = Field(default=2, ge=1, le=8)
     # Telemedicine queue and roster (R11): background loops (0 disables them; tests drive them by hand).

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -71,8 +72,13 @@ def sender() -> RecordingSender:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, redis_prefix: str) -> Settings:
-    """Test settings: the per-test database, Redis when configured, a test JWT key."""
+def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, redis_prefix: str) -> Settings:
+    """Test settings: the per-test database, Redis when configured, a test JWT key.
+
+    Production defaults otherwise; a test changes one with ``@pytest.mark.settings(name=value)``.
+    """
+    marker = request.node.get_closest_marker("settings")
+    overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     return Settings(
         environment="test",
         data_dir=tmp_path / "data",
@@ -85,6 +91,7 @@ def settings(tmp_path: Path, database_url: str, redis_prefix: str) -> Settings:
         # Background loops off: tests drive the assignment cycle and the roster check by hand.
         assignment_interval_seconds=0,
         roster_check_interval_seconds=0,
+        **overrides,
     )
 
 

@@ -14,7 +14,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server.domain.errors import DomainError, Unavailable
+from server.domain.rate_limit import TokenBucket
 from server.realtime import messages
+from server.realtime.seats import new_seat_name
 from server.services.identity import Principal
 
 if TYPE_CHECKING:
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 PACED_SEND_TIMEOUT = 10.0
 PACED_LOW_WATER_BYTES = 256 * 1024
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # unread data we keep for one client before dropping it
+FLOOD_REFUSALS_BEFORE_CLOSE = 50  # refused frames in a row from a client that ignores rate_limited
 _ids = itertools.count(1)
 _PACK_MEDIUM = struct.Struct("!BBH").pack
 _PACK_LONG = struct.Struct("!BBQ").pack
@@ -63,8 +66,11 @@ class Connection:
         transport: asyncio.Transport,
         queue_limit: int,
         check_interval: float,
+        messages_per_minute: float = 100,
+        message_burst: int = 40,
     ) -> None:
         self.id = next(_ids)
+        self.seat = new_seat_name()  # this socket's name in the per-user cap shared by all processes
         self.ws = ws
         self.principal = principal
         self.hub = hub
@@ -82,9 +88,39 @@ class Connection:
         self._close_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe_on_close: list[Callable[[], None]] = []
+        self._rate = TokenBucket(message_burst, messages_per_minute / 60, self._loop.time())
+        self._refusals_in_row = 0
 
     def start(self) -> None:
         """Ready to send (kept for symmetry with ``cleanup``; nothing runs until a frame is queued)."""
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def take_token(self) -> float:
+        """Account for one received frame: 0.0 if within the rate limit, else seconds to wait (B8)."""
+        wait = self._rate.take(self._loop.time())
+        if wait == 0.0:
+            self._refusals_in_row = 0
+        return wait
+
+    def refuse_over_rate(self, msg_id: int | None, wait: float) -> None:
+        """Tell the client to slow down; one that keeps flooding regardless is disconnected.
+
+        The refused request is not processed and its id is not used up, so the client can send
+        it again unchanged after ``retry_after_ms`` (a chat message is idempotent anyway).
+        """
+        self._refusals_in_row += 1
+        if self._refusals_in_row > FLOOD_REFUSALS_BEFORE_CLOSE:
+            if not self.closing:
+                log.warning("closing websocket %s (%s): flooding past the rate limit", self.id, self.principal.key)
+                self.close_soon(messages.CLOSE_POLICY_VIOLATION, "message rate limit exceeded")
+            return
+        self.send_error(
+            msg_id,
+            messages.ERR_RATE_LIMITED,
+            "too many messages on this connection; wait and send again",
+            retry_after_ms=max(1, int(wait * 1000 + 0.999)),
+        )
 
     # -- sending ------------------------------------------------------------------------------
 

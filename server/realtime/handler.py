@@ -43,6 +43,7 @@ MAX_FRAME_BYTES: Final = 64 * 1024
 HEARTBEAT_SECONDS: Final = 30.0
 MAX_TICKET_CHARS: Final = 200
 MAX_ID: Final = 2**53
+_NOT_JSON: Final = object()
 
 routes = web.RouteTableDef()
 
@@ -87,8 +88,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             transport=transport,
             queue_limit=settings.ws_send_queue_frames,
             check_interval=settings.ws_session_check_seconds,
+            messages_per_minute=settings.ws_messages_per_minute,
+            message_burst=settings.ws_message_burst,
         )
-        if not hub.register(candidate):
+        if not await hub.register(candidate):
             log.warning("websocket refused: %s has too many open sockets", principal.key)
             await ws.send_str(messages.auth_invalid("too many open connections for this user"))
             await ws.close(code=messages.CLOSE_TOO_MANY_CONNECTIONS, message=b"too many connections")
@@ -153,7 +156,11 @@ async def _receive_loop(ws: web.WebSocketResponse, connection: Connection, regis
         if msg.type is WSMsgType.TEXT:
             await dispatch(connection, registry, msg.data)
         elif msg.type is WSMsgType.BINARY:
-            connection.send_error(None, messages.ERR_INVALID_FORMAT, "binary frames are not accepted; send JSON text")
+            wait = connection.take_token()
+            if wait:
+                connection.refuse_over_rate(None, wait)
+            else:
+                connection.send_error(None, messages.ERR_INVALID_FORMAT, "binary frames are not accepted; send JSON")
         else:  # CLOSE, CLOSING, CLOSED, or ERROR (e.g. a frame over 64 KiB: aiohttp closes with 1009)
             if msg.type is WSMsgType.ERROR:
                 log.info("websocket %s closed on a protocol error: %s", connection.id, msg.data)
@@ -161,17 +168,24 @@ async def _receive_loop(ws: web.WebSocketResponse, connection: Connection, regis
 
 
 async def dispatch(connection: Connection, registry: CommandRegistry, data: str) -> None:
-    """Parse one request, check its envelope, and run its command."""
+    """Parse one request, check its envelope and the socket's rate limit, and run its command."""
+    wait = connection.take_token()  # every frame counts, well-formed or not (B8)
     try:
         payload = json.loads(data)
     except (ValueError, RecursionError):
+        payload = _NOT_JSON
+    msg_id: Any = payload.get("id") if type(payload) is dict else None
+    valid_id = type(msg_id) is int and 0 < msg_id <= MAX_ID
+    if wait:
+        connection.refuse_over_rate(msg_id if valid_id else None, wait)
+        return
+    if payload is _NOT_JSON:
         connection.send_error(None, messages.ERR_INVALID_JSON, "the frame is not valid JSON")
         return
     if type(payload) is not dict:
         connection.send_error(None, messages.ERR_INVALID_FORMAT, "a frame must be a JSON object")
         return
-    msg_id = payload.get("id")
-    if type(msg_id) is not int or not 0 < msg_id <= MAX_ID:
+    if not valid_id:
         connection.send_error(None, messages.ERR_INVALID_FORMAT, "id must be a positive integer")
         return
     if msg_id <= connection.last_id:

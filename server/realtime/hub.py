@@ -34,6 +34,7 @@ from server.realtime.channels import (
     consultation_channel,
     session_channel,
 )
+from server.realtime.seats import RENEW_EVERY_SECONDS, make_seats
 from server.services import auth as auth_service
 from server.services import chat
 from server.services.chat import ChatMessage, ChatWriter
@@ -209,6 +210,8 @@ class RealtimeHub:
         self._outbox: collections.deque[tuple[str, Message]] = collections.deque()
         self._outbox_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._releases: set[asyncio.Task[None]] = set()
+        self.seats = make_seats(ctx.bus, ctx.settings.redis_prefix)
         writer.add_commit_listener(self.on_local_commit)
 
     # -- lifetime -----------------------------------------------------------------------------
@@ -221,6 +224,7 @@ class RealtimeHub:
             (self._access_loop(), "hub-access"),
             (self._publish_loop(), "hub-publish"),
             (self._session_loop(), "hub-sessions"),
+            (self._seats_loop(), "hub-seats"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=name))
 
@@ -230,6 +234,8 @@ class RealtimeHub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._releases:
+            await asyncio.wait(self._releases, timeout=2.0)
         self._subscription.close()
 
     # -- bus routing --------------------------------------------------------------------------
@@ -412,15 +418,28 @@ class RealtimeHub:
 
     # -- connections and sessions -------------------------------------------------------------
 
-    def register(self, connection: Connection) -> bool:
-        """Track an authenticated socket; False when its user already has the maximum open (B8)."""
+    async def register(self, connection: Connection) -> bool:
+        """Track an authenticated socket; False when its user already has the maximum open (B8).
+
+        The cap counts the user's sockets on every process (``server/realtime/seats.py``); the
+        local reservation is taken first so two sockets of one user racing here cannot both pass.
+        """
         key = connection.principal.key
+        limit = self.ctx.settings.ws_max_connections_per_subject
         mine = self.by_subject.setdefault(key, set())
-        if len(mine) >= self.ctx.settings.ws_max_connections_per_subject:
+        if len(mine) >= limit:
             if not mine:
                 del self.by_subject[key]
             return False
         mine.add(connection)
+        granted = False
+        try:
+            granted = await self.seats.take(key, connection.seat, limit)
+        finally:
+            if not granted:
+                self._drop_local(connection)
+        if not granted:
+            return False
         self.connections.add(connection)
         connection.next_check_at = asyncio.get_running_loop().time() + self.seconds_until_next_check(connection)
         self.ctx.metrics.websocket_connections.inc()
@@ -433,15 +452,30 @@ class RealtimeHub:
         connection.on_close(lambda: self._unregister(connection))
         return True
 
-    def _unregister(self, connection: Connection) -> None:
-        if connection in self.connections:
-            self.connections.discard(connection)
-            self.ctx.metrics.websocket_connections.dec()
+    def _drop_local(self, connection: Connection) -> None:
         mine = self.by_subject.get(connection.principal.key)
         if mine is not None:
             mine.discard(connection)
             if not mine:
                 del self.by_subject[connection.principal.key]
+
+    def _unregister(self, connection: Connection) -> None:
+        if connection in self.connections:
+            self.connections.discard(connection)
+            self.ctx.metrics.websocket_connections.dec()
+        self._drop_local(connection)
+        release = asyncio.create_task(self.seats.release(connection.principal.key, connection.seat))
+        self._releases.add(release)
+        release.add_done_callback(self._releases.discard)
+
+    async def _seats_loop(self) -> None:
+        """Renew this process's socket seats so they outlive the TTL only while the sockets do."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            try:
+                await self.seats.renew([(c.principal.key, c.seat) for c in self.connections])
+            except Exception as exc:
+                log.warning("could not renew socket seats (%s); retrying", type(exc).__name__)
 
     async def _session_loop(self) -> None:
         """Re-validate sessions periodically, so a missed revocation cannot keep a socket open (B5)."""

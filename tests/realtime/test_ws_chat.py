@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
@@ -172,6 +173,7 @@ async def test_disconnect_then_resume_after_seq_gets_exactly_the_missed_messages
     await doctor.close()
 
 
+@pytest.mark.settings(ws_message_burst=1000)  # a burst far beyond a person's typing
 async def test_messages_sent_during_a_replay_are_neither_lost_nor_duplicated_G4(
     client: TestClient, chat_setup: ChatSetup
 ) -> None:
@@ -461,6 +463,7 @@ async def test_after_a_bus_resync_every_feed_catches_up_from_the_database_G6(
     await patient.close()
 
 
+@pytest.mark.settings(ws_message_burst=1000)  # a burst far beyond a person's typing
 async def test_many_senders_get_contiguous_sequences_G5(client: TestClient, chat_setup: ChatSetup) -> None:
     cid = chat_setup.consultation.id
     patient, patient_sub, doctor, _ = await _pair(client, chat_setup)

@@ -10,11 +10,11 @@ from datetime import timedelta
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from server.clock import FixedClock
 from server.config import Settings
-from server.db.models import AuthSession
+from server.db.models import AuthSession, ConsultationMessage
 from server.keys import metrics_key, settings_key
 from tests.factories import Factories, bearer
 from tests.realtime.conftest import ORIGIN, WAIT, ChatSetup, WsClient, connect, ticket_for
@@ -295,6 +295,63 @@ async def test_a_user_may_hold_only_a_few_sockets_B8(client: TestClient, chat_se
     replacement = await connect(client, chat_setup.doctor_tokens)
     for socket in [*sockets[1:], replacement]:
         await socket.close()
+
+
+@pytest.mark.settings(ws_message_burst=5, ws_messages_per_minute=1)
+async def test_a_socket_over_its_message_rate_is_told_to_wait_and_nothing_is_processed_B8(
+    client: TestClient, chat_setup: ChatSetup, patient_socket: WsClient, factories: Factories
+) -> None:
+    """Frames past the burst get ``rate_limited`` with the wait; the refused request did nothing."""
+    cid = chat_setup.consultation.id
+    # The auth frame is not counted: the whole burst of 5 is there.
+    for _ in range(5):
+        assert (await patient_socket.request("ping"))["type"] == "pong"
+    refused_id = patient_socket.next_id()
+    await patient_socket.send_json(
+        {"id": refused_id, "type": "chat.send", "consultation_id": cid, "client_message_id": "m-1", "text": "hello"}
+    )
+    reply = await patient_socket.result(refused_id)
+    assert reply["success"] is False
+    assert reply["error"]["code"] == "rate_limited"
+    assert 0 < reply["error"]["retry_after_ms"] <= 60_000
+    async with factories.session_factory() as session:
+        stored = await session.scalar(
+            select(func.count()).select_from(ConsultationMessage).where(ConsultationMessage.consultation_id == cid)
+        )
+    assert stored == 0
+    # Other users are not slowed down by this one.
+    doctor = await connect(client, chat_setup.doctor_tokens)
+    assert (await doctor.request("ping"))["type"] == "pong"
+    await doctor.close()
+
+
+@pytest.mark.settings(ws_message_burst=1, ws_messages_per_minute=600)
+async def test_a_refused_request_can_be_sent_again_unchanged_after_the_wait_B8(
+    chat_setup: ChatSetup, patient_socket: WsClient
+) -> None:
+    assert (await patient_socket.request("ping"))["type"] == "pong"
+    msg_id = patient_socket.next_id()
+    send = {"id": msg_id, "type": "chat.send", "consultation_id": chat_setup.consultation.id}
+    send |= {"client_message_id": "m-1", "text": "hello"}
+    await patient_socket.send_json(send)
+    refused = await patient_socket.result(msg_id)
+    assert refused["error"]["code"] == "rate_limited"
+    await asyncio.sleep(refused["error"]["retry_after_ms"] / 1000)  # the wait the server asked for
+    await patient_socket.send_json(send)  # same id: a refused request does not use its id up
+    stored = await patient_socket.result(msg_id)
+    assert stored["success"] is True and stored["result"]["seq"] == 1
+
+
+@pytest.mark.settings(ws_message_burst=3, ws_messages_per_minute=1)
+async def test_a_client_that_keeps_flooding_is_disconnected_with_1008_and_the_server_stays_up_B8(
+    client: TestClient, chat_setup: ChatSetup, patient_socket: WsClient
+) -> None:
+    for _ in range(200):
+        await patient_socket.ws.send_str('{"id": 1, "type": "ping"}')
+    assert await _closed_with(patient_socket.ws, 5.0) == 1008
+    again = await connect(client, chat_setup.patient_tokens)
+    assert (await again.request("ping"))["type"] == "pong"
+    await again.close()
 
 
 async def test_open_sockets_are_counted_in_metrics(client: TestClient, chat_setup: ChatSetup) -> None:
