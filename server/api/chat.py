@@ -83,7 +83,7 @@ class MessagePosted(ApiModel):
 
 
 class AttachmentPublic(ApiModel):
-    """An uploaded image, to be referenced by a message's ``attachment_id``."""
+    """An uploaded image as stored (re-encoded without metadata), to be referenced by a message's ``attachment_id``."""
 
     attachment_id: int
     consultation_id: int

@@ -21,14 +21,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import io
 import json
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -45,7 +42,7 @@ from server.realtime.channels import (
     chat_commits_channel,
     consultation_channel,
 )
-from server.services import audit
+from server.services import audit, images
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_DOCTOR, Principal
 
@@ -846,23 +843,20 @@ async def mark_read(ctx: ServiceContext, principal: Principal, consultation_id: 
 # Attachments
 
 
-def _sniff_image(data: bytes) -> tuple[str, int, int]:
-    """Open the upload with Pillow: its real format and size (never the file name or declared type)."""
-    from PIL import Image, UnidentifiedImageError
+class AttachmentTooLarge(DomainError):
+    """The image re-encoded without metadata is over the attachment limit (413, like an upload that is)."""
 
+    code = rules.ERR_ATTACHMENT_TOO_LARGE
+    status = 413
+
+
+def _clean_image(data: bytes) -> images.CleanImage:
+    """Verify the upload with Pillow (its real format, never the name or declared type), then re-encode it
+    without metadata (EXIF/GPS, XMP, ICC, comments), upright and in the same format."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            kind = (image.format or "").lower()
-            width, height = image.size
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return images.reencode(data, max_pixels=MAX_ATTACHMENT_PIXELS)
+    except images.UnreadableImage as exc:
         raise _not_an_image() from exc
-    except Warning as exc:  # DecompressionBombWarning, when warnings are errors
-        raise _not_an_image() from exc
-    mime = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}.get(kind)
-    if mime is None or width * height > MAX_ATTACHMENT_PIXELS:
-        raise _not_an_image()
-    return mime, width, height
 
 
 def _not_an_image() -> InvalidInput:
@@ -894,58 +888,52 @@ async def save_attachment(
     """Store an image a participant uploads (a photo of a rash) for a later ``attachment`` message.
 
     The declared type must be JPEG, PNG or WebP and the content must really be that image
-    (magic bytes, then Pillow opens and verifies it).
+    (magic bytes, then Pillow opens and verifies it). What is stored, in the database so that every
+    server process can serve it, is the image re-encoded without the uploader's metadata; its size
+    and SHA-256 are the stored bytes'.
 
     Raises:
         NotFound: not a participant. Conflict: the chat is closed for the caller.
         InvalidInput: ``unsupported_attachment_type``, ``empty_attachment``, ``attachment_too_large``,
             ``attachment_content_mismatch``.
+        AttachmentTooLarge: the re-encoded image is over the limit.
     """
     access = await authorize_upload(ctx, principal, consultation_id)
     mime = rules.validate_attachment_facts(declared_type, len(data), head=data[:16])
-    sniffed, width, height = await asyncio.to_thread(_sniff_image, data)
-    if sniffed != mime:
+    clean = await asyncio.to_thread(_clean_image, data)
+    if clean.mime != mime:
         raise _not_an_image()
-    digest = hashlib.sha256(data).hexdigest()
-    extension = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}[mime]
-    relative = Path("chat") / str(consultation_id) / f"{secrets.token_hex(16)}.{extension}"
-    target = ctx.settings.uploads_dir / relative
-    await asyncio.to_thread(_write_private_file, target, data)
-    try:
-        async with ctx.uow() as uow:
-            row = await repo.add_attachment_txn(
-                uow.session,
-                ChatAttachment(
-                    consultation_id=consultation_id,
-                    uploader_key=principal.key,
-                    mime=mime,
-                    size_bytes=len(data),
-                    sha256=digest,
-                    path=relative.as_posix(),
-                    created_at=ctx.clock.now(),
-                ),
-            )
-            await audit.record_txn(
-                ctx,
-                uow.session,
-                principal,
-                action="chat.attachment_upload",
-                resource_type="chat_attachment",
-                resource_id=row.id,
-                patient_id=access.insured_person_id,
-            )
-            await uow.commit()
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return AttachmentInfo(row.id, consultation_id, mime, len(data), digest, width, height)
-
-
-def _write_private_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with path.open("xb") as handle:
-        handle.write(data)
-    path.chmod(0o600)
+    if len(clean.data) > rules.MAX_ATTACHMENT_BYTES:
+        # Possible for a PNG that Pillow compresses worse than the uploader's tool did.
+        raise AttachmentTooLarge(
+            f"the image is over {rules.MAX_ATTACHMENT_BYTES // (1024 * 1024)} MiB once re-encoded without metadata",
+            details={"limit": rules.MAX_ATTACHMENT_BYTES, "size": len(clean.data)},
+        )
+    digest = hashlib.sha256(clean.data).hexdigest()
+    async with ctx.uow() as uow:
+        row = await repo.add_attachment_txn(
+            uow.session,
+            ChatAttachment(
+                consultation_id=consultation_id,
+                uploader_key=principal.key,
+                mime=mime,
+                size_bytes=len(clean.data),
+                sha256=digest,
+                content=clean.data,
+                created_at=ctx.clock.now(),
+            ),
+        )
+        await audit.record_txn(
+            ctx,
+            uow.session,
+            principal,
+            action="chat.attachment_upload",
+            resource_type="chat_attachment",
+            resource_id=row.id,
+            patient_id=access.insured_person_id,
+        )
+        await uow.commit()
+    return AttachmentInfo(row.id, consultation_id, mime, len(clean.data), digest, clean.width, clean.height)
 
 
 async def load_attachment(
@@ -971,9 +959,24 @@ async def load_attachment(
             patient_id=access.insured_person_id,
         )
         await uow.commit()
-    path = ctx.settings.uploads_dir / row.path
+    if row.content is not None:
+        return row, row.content
+    return row, await _legacy_file(ctx, row)
+
+
+async def _legacy_file(ctx: ServiceContext, row: ChatAttachment) -> bytes:
+    """An attachment uploaded before migration 0003: a file on the disk of the process that took it.
+
+    Those files were kept as uploaded, so they are cleaned the same way before they are served.
+    """
+    if row.path is None:
+        raise NotFound("the attachment has no content", code="not_found")
     try:
-        data = await asyncio.to_thread(path.read_bytes)
+        data = await asyncio.to_thread((ctx.settings.uploads_dir / row.path).read_bytes)
     except FileNotFoundError as exc:
         raise NotFound("the attachment's file is missing", code="not_found") from exc
-    return row, data
+    try:
+        clean = await asyncio.to_thread(images.reencode, data, max_pixels=MAX_ATTACHMENT_PIXELS)
+    except images.UnreadableImage as exc:
+        raise NotFound("the attachment's file is damaged", code="not_found") from exc
+    return clean.data

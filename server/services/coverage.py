@@ -781,7 +781,7 @@ async def card_txn(session: AsyncSession, person: InsuredPerson, now: datetime) 
         visits=await visits_txn(session, person.id, points),
         requests=[request_view(r, person) for r in requests],
         applications=await applications_txn(session, person.id),
-        pass_photo_on_file=bool(person.pass_photo_path),
+        pass_photo_on_file=person.has_pass_photo,
     )
 
 

@@ -96,7 +96,7 @@ def to_insured_facts(person: InsuredPerson) -> InsuredFacts:
         service_type=person.service_type,  # type: ignore[arg-type]
         attached_clinic_id=person.attached_clinic_id,
         is_active=person.is_active,
-        has_pass_photo=bool(person.pass_photo_path),
+        has_pass_photo=person.has_pass_photo,
         city=person.city,
         policy_id=person.policy_id,
     )

@@ -487,7 +487,7 @@ async def _pass_note_txn(session: AsyncSession, person: InsuredPerson, clinic: C
     """R6.4: for a clinic with an access system, request the pass when the photo is on file."""
     decision = check_pass_photo(to_clinic_facts(clinic), to_insured_facts(person))
     request_id: int | None = None
-    if clinic.has_access_system and person.pass_photo_path:
+    if clinic.has_access_system and person.has_pass_photo:
         existing = [p for p in await repo.pass_requests_of_person(session, person.id) if p.clinic_id == clinic.id]
         if existing:
             request_id = existing[0].id
@@ -496,7 +496,7 @@ async def _pass_note_txn(session: AsyncSession, person: InsuredPerson, clinic: C
             request_id = pass_request.id
     return PassNote(
         needed=clinic.has_access_system,
-        photo_on_file=bool(person.pass_photo_path),
+        photo_on_file=person.has_pass_photo,
         pass_request_id=request_id,
         reasons=reasons_json(decision.reasons),
     )
@@ -506,11 +506,14 @@ async def create_pass_request_txn(
     session: AsyncSession, person: InsuredPerson, clinic: Clinic, now: datetime
 ) -> PassRequest:
     """Ask a clinic with an access system for a pass, with the photo on file (R6.4)."""
-    assert person.pass_photo_path is not None
-    meta = person_photo_meta(person)
+    assert person.has_pass_photo
+    meta = None if person.pass_photo_id is None else await repo.pass_photo_facts(session, person.pass_photo_id)
+    if meta is None:
+        meta = person_photo_meta(person)
     pass_request = PassRequest(
         insured_person_id=person.id,
         clinic_id=clinic.id,
+        photo_id=person.pass_photo_id,
         photo_path=person.pass_photo_path,
         photo_mime=meta[0],
         photo_width=meta[1],
@@ -524,7 +527,7 @@ async def create_pass_request_txn(
 
 
 def person_photo_meta(person: InsuredPerson) -> tuple[str, int, int]:
-    """The stored photo's type and size, encoded in its file name (``<random>-<w>x<h>.jpg``)."""
+    """A photo file's type and size, encoded in its name (``<random>-<w>x<h>.jpg``; uploads before 0003)."""
     path = person.pass_photo_path or ""
     try:
         size = path.rsplit("-", 1)[1].split(".", 1)[0]

@@ -1,31 +1,27 @@
 """The pass photo (R6.4): decode the upload server-side, validate it against the pass format, store it
-under a random name, and request passes from the person's clinics that have an access system."""
+re-encoded without metadata in the database, and request passes from the person's clinics that have an
+access system."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import io
-import os
-import secrets
+import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
+from server.db.models import PassPhoto
 from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
 from server.domain.decisions import Reason
 from server.domain.errors import DomainError, RuleViolation
 from server.domain.passes import PASS_PHOTO_RULES, validate_photo_facts
-from server.services import audit
+from server.services import audit, images
 from server.services.context import ServiceContext
 from server.services.coverage import reasons_json, require_person_txn
 from server.services.dispatch import create_pass_request_txn
 from server.services.identity import Principal
 
-PHOTO_DIR: Final = "passes"
 STORED_MIME: Final = "image/jpeg"
-_FORMATS: Final = {"JPEG": "image/jpeg", "PNG": "image/png"}
 
 
 class PhotoTooLarge(DomainError):
@@ -68,47 +64,34 @@ def _not_an_image() -> RuleViolation:
     return RuleViolation(reason.message, code="not_an_image", reasons=(reason,))
 
 
-def decode_photo(data: bytes) -> tuple[bytes, int, int, list[dict[str, Any]]]:
-    """Decode the upload with Pillow, check it (R6.4), and re-encode it as a clean JPEG without metadata.
+def decode_photo(data: bytes) -> tuple[images.CleanImage, list[dict[str, Any]]]:
+    """Check the upload against the pass format (R6.4), then re-encode it as a clean JPEG without metadata.
 
     The client's file name and declared type are never trusted: the format is what Pillow finds.
+    The size checked is the size as displayed (EXIF orientation applied), read from the header
+    before any pixel is decoded (the largest side is checked there too).
 
     Args:
         data: The uploaded bytes.
 
     Returns:
-        ``(jpeg_bytes, width, height, reasons)``.
+        ``(photo, reasons)``: the upright JPEG without EXIF/GPS, XMP, ICC or comments, and the rule reasons.
 
     Raises:
         RuleViolation: not an image (``not_an_image``) or not of the pass format (``invalid_photo``).
     """
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        # Image.open reads only the header; the size check below (max side) runs before any pixel is decoded,
-        # and Pillow itself refuses decompression bombs (DecompressionBombError).
-        with Image.open(io.BytesIO(data)) as image:
-            mime = _FORMATS.get(image.format or "", f"image/{(image.format or 'unknown').lower()}")
-            width, height = image.size
-            decision = validate_photo_facts(mime, len(data), width, height)
-            if not decision.allowed:
-                raise RuleViolation(decision.reasons[0].message, code="invalid_photo", reasons=decision.reasons)
-            image.load()
-            rgb = image.convert("RGB")
-    except RuleViolation:
-        raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError, Warning) as exc:
+        facts = images.read_facts(data)
+    except images.UnreadableImage as exc:
         raise _not_an_image() from exc
-    out = io.BytesIO()
-    rgb.save(out, format="JPEG", quality=90)  # no EXIF: location and device data are dropped
-    return out.getvalue(), width, height, reasons_json(decision.reasons)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    decision = validate_photo_facts(facts.mime, len(data), facts.width, facts.height)
+    if not decision.allowed:
+        raise RuleViolation(decision.reasons[0].message, code="invalid_photo", reasons=decision.reasons)
+    try:
+        photo = images.reencode(data, max_pixels=PASS_PHOTO_RULES.max_side**2, output_mime=STORED_MIME)
+    except images.UnreadableImage as exc:
+        raise _not_an_image() from exc
+    return photo, reasons_json(decision.reasons)
 
 
 async def upload_pass_photo(ctx: ServiceContext, principal: Principal, data: bytes) -> PassPhotoResult:
@@ -116,6 +99,8 @@ async def upload_pass_photo(ctx: ServiceContext, principal: Principal, data: byt
 
     Passes are requested from the person's attached clinic and the clinics of their active letters
     of guarantee, when those clinics have an access system; existing requests get the new photo.
+    The photo is stored in the database (every server process can send it); the one it replaces
+    is deleted unless an earlier pass request still refers to it.
 
     Args:
         ctx: The service context.
@@ -128,49 +113,59 @@ async def upload_pass_photo(ctx: ServiceContext, principal: Principal, data: byt
     Raises:
         RuleViolation: not an image, or not of the pass format (every failed condition cited, R6.4).
     """
-    jpeg, width, height, reasons = await asyncio.to_thread(decode_photo, data)
-    relative = Path(PHOTO_DIR) / f"{secrets.token_hex(16)}-{width}x{height}.jpg"
-    target = ctx.settings.uploads_dir / relative
-    await asyncio.to_thread(_write_private, target, jpeg)
-    try:
-        async with ctx.uow() as uow:
-            session = uow.session
-            now = ctx.clock.now()
-            person = await require_person_txn(session, principal.subject_id, for_update=True)
-            # Earlier photos stay on disk: earlier pass requests refer to them.
-            person.pass_photo_path = relative.as_posix()
-            clinic_ids = {
-                letter.clinic_id
-                for letter in await repo.letters_of_person(session, person.id)
-                if letter.status == "active"
-            }
-            if person.attached_clinic_id is not None:
-                clinic_ids.add(person.attached_clinic_id)
-            clinics = await coverage_repo.clinics_by_ids(session, clinic_ids)
-            existing = {p.clinic_id: p for p in await repo.pass_requests_of_person(session, person.id)}
-            requests: list[PassRequestView] = []
-            for clinic in sorted((c for c in clinics.values() if c.has_access_system), key=lambda c: c.id):
-                row = existing.get(clinic.id)
-                if row is None:
-                    row = await create_pass_request_txn(session, person, clinic, now)
-                else:
-                    row.photo_path, row.photo_mime = person.pass_photo_path, STORED_MIME
-                    row.photo_width, row.photo_height, row.status = width, height, "submitted"
-                requests.append(PassRequestView(id=row.id, clinic_id=clinic.id, status=row.status))
-            await audit.record_txn(
-                ctx,
-                session,
-                principal,
-                action="pass_photo.upload",
-                resource_type="insured_person",
-                resource_id=person.id,
-                patient_id=person.id,
-            )
-            await uow.commit()
-    except BaseException:
-        with contextlib.suppress(OSError):
-            target.unlink()
-        raise
+    photo, reasons = await asyncio.to_thread(decode_photo, data)
+    async with ctx.uow() as uow:
+        session = uow.session
+        now = ctx.clock.now()
+        person = await require_person_txn(session, principal.subject_id, for_update=True)
+        stored = await repo.add_pass_photo_txn(
+            session,
+            PassPhoto(
+                content=photo.data,
+                mime=photo.mime,
+                width=photo.width,
+                height=photo.height,
+                size_bytes=len(photo.data),
+                sha256=hashlib.sha256(photo.data).hexdigest(),
+                created_at=now,
+            ),
+        )
+        replaced = person.pass_photo_id
+        # A file from before migration 0003 stays where it is: earlier pass requests may name it.
+        person.pass_photo_id, person.pass_photo_path = stored.id, None
+        clinic_ids = {
+            letter.clinic_id for letter in await repo.letters_of_person(session, person.id) if letter.status == "active"
+        }
+        if person.attached_clinic_id is not None:
+            clinic_ids.add(person.attached_clinic_id)
+        clinics = await coverage_repo.clinics_by_ids(session, clinic_ids)
+        existing = {p.clinic_id: p for p in await repo.pass_requests_of_person(session, person.id)}
+        requests: list[PassRequestView] = []
+        for clinic in sorted((c for c in clinics.values() if c.has_access_system), key=lambda c: c.id):
+            row = existing.get(clinic.id)
+            if row is None:
+                row = await create_pass_request_txn(session, person, clinic, now)
+            else:
+                row.photo_id, row.photo_path, row.photo_mime = stored.id, None, photo.mime
+                row.photo_width, row.photo_height, row.status = photo.width, photo.height, "submitted"
+            requests.append(PassRequestView(id=row.id, clinic_id=clinic.id, status=row.status))
+        if replaced is not None:
+            await repo.delete_pass_photo_if_unused_txn(session, replaced)
+        await audit.record_txn(
+            ctx,
+            session,
+            principal,
+            action="pass_photo.upload",
+            resource_type="insured_person",
+            resource_id=person.id,
+            patient_id=person.id,
+        )
+        await uow.commit()
     return PassPhotoResult(
-        photo_on_file=True, mime=STORED_MIME, width=width, height=height, pass_requests=requests, reasons=reasons
+        photo_on_file=True,
+        mime=photo.mime,
+        width=photo.width,
+        height=photo.height,
+        pass_requests=requests,
+        reasons=reasons,
     )

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
-from PIL import Image
+from PIL import Image, PngImagePlugin
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import func, select
 
+from server.app import create_app
+from server.clock import FixedClock
+from server.config import Settings
 from server.db.models import AuditEvent, ChatAttachment, ConsultationMessage
+from server.domain import chat as chat_rules
 from server.keys import settings_key
+from server.services import images
 from tests.factories import Factories, bearer
+from tests.fakes import RecordingSender
+from tests.images import (
+    SRGB_ICC,
+    XMP,
+    assert_has_metadata,
+    assert_no_metadata,
+    dominant,
+    phone_exif,
+    phone_jpeg,
+    two_halves,
+)
 from tests.realtime.conftest import ChatSetup, connect, make_chat_setup
 
 
@@ -38,6 +57,15 @@ def _upload(data: bytes, content_type: str = "image/png", filename: str = "rash.
 async def _count(factories: Factories, model: Any) -> int:
     async with factories.session_factory() as session:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def _attachments_url(consultation_id: int, attachment_id: int | None = None) -> str:
+    base = f"/api/consultations/{consultation_id}/attachments"
+    return base if attachment_id is None else f"{base}/{attachment_id}"
 
 
 def _messages_url(consultation_id: int) -> str:
@@ -164,10 +192,9 @@ async def test_image_attachment_upload_message_and_download(
     )
     assert response.status == 201, await response.text()
     attachment = await response.json()
-    assert attachment["mime"] == "image/png" and attachment["size_bytes"] == len(png)
+    assert attachment["mime"] == "image/png"
     assert (attachment["width"], attachment["height"]) == (64, 48)
-    stored = client.app[settings_key].uploads_dir
-    assert len([p for p in stored.rglob("*") if p.is_file()]) == 1
+    assert not _files(client.app[settings_key].uploads_dir)  # in the database, for every process
     doctor = await connect(client, chat_setup.doctor_tokens)
     subscription, _ = await doctor.subscribe(cid)
     patient = await connect(client, chat_setup.patient_tokens)
@@ -186,7 +213,9 @@ async def test_image_attachment_upload_message_and_download(
         f"/api/consultations/{cid}/attachments/{attachment['attachment_id']}", headers=bearer(chat_setup.doctor_tokens)
     )
     assert download.status == 200 and download.content_type == "image/png"
-    assert await download.read() == png
+    served = await download.read()
+    assert len(served) == attachment["size_bytes"] and hashlib.sha256(served).hexdigest() == attachment["sha256"]
+    assert Image.open(io.BytesIO(served)).tobytes() == Image.open(io.BytesIO(png)).tobytes()  # same pixels
     assert "sandbox" in download.headers["Content-Security-Policy"]
     # The doctor cannot send a message pointing at the patient's upload, nor at another consultation's.
     reply = await doctor.request(
@@ -238,7 +267,7 @@ async def test_attachment_over_5_mib_is_refused_with_413(
     body = await response.json()
     assert body["error"]["code"] == "attachment_too_large" and body["error"]["details"]["limit"] == 5 * 1024 * 1024
     assert await _count(factories, ChatAttachment) == 0
-    assert not [p for p in client.app[settings_key].uploads_dir.rglob("*") if p.is_file()]
+    assert not _files(client.app[settings_key].uploads_dir)
 
 
 async def test_uploading_to_a_closed_consultation_is_a_conflict(client: TestClient, factories: Factories) -> None:
@@ -249,3 +278,146 @@ async def test_uploading_to_a_closed_consultation_is_a_conflict(client: TestClie
         f"/api/consultations/{done.id}/attachments", data=_upload(_png()), headers=bearer(tokens)
     )
     assert response.status == 409 and (await response.json())["error"]["code"] == "consultation_closed"
+
+
+# ----------------------------------------------------------------------------- stored without metadata, in the database
+
+
+async def _upload_as_patient(client: TestClient, setup: ChatSetup, data: bytes, content_type: str) -> dict[str, Any]:
+    response = await client.post(
+        _attachments_url(setup.consultation.id),
+        data=_upload(data, content_type, "photo"),
+        headers=bearer(setup.patient_tokens),
+    )
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def test_phone_photo_is_served_without_exif_gps_and_upright(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories
+) -> None:
+    """The other participant never gets the uploader's position, device or time; the photo is not turned sideways."""
+    photo = phone_jpeg((64, 48), orientation=6)  # stored sideways; EXIF says: turn 90 degrees clockwise
+    assert_has_metadata(photo)
+    attachment = await _upload_as_patient(client, chat_setup, photo, "image/jpeg")
+    assert (attachment["mime"], attachment["width"], attachment["height"]) == ("image/jpeg", 48, 64)
+    download = await client.get(
+        _attachments_url(chat_setup.consultation.id, attachment["attachment_id"]),
+        headers=bearer(chat_setup.doctor_tokens),
+    )
+    assert download.status == 200 and download.content_type == "image/jpeg"
+    served = await download.read()
+    image = assert_no_metadata(served)
+    assert image.size == (48, 64)
+    assert dominant(image, (24, 8)) == "red" and dominant(image, (24, 56)) == "blue"
+    # What is recorded is what is stored and served, and nothing else is kept anywhere.
+    assert attachment["size_bytes"] == len(served) and attachment["sha256"] == hashlib.sha256(served).hexdigest()
+    async with factories.session_factory() as session:
+        row = await session.get(ChatAttachment, attachment["attachment_id"])
+    assert row is not None and row.content == served and row.path is None
+    assert (row.size_bytes, row.sha256) == (len(served), attachment["sha256"])
+    assert not _files(client.app[settings_key].uploads_dir)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+async def test_png_and_webp_metadata_is_removed_too(client: TestClient, chat_setup: ChatSetup, fmt: str) -> None:
+    buffer = io.BytesIO()
+    metadata: dict[str, Any] = {"exif": phone_exif().tobytes(), "icc_profile": SRGB_ICC}
+    if fmt == "PNG":
+        metadata["pnginfo"] = PngImagePlugin.PngInfo()
+        metadata["pnginfo"].add_itxt("XML:com.adobe.xmp", XMP.decode())
+    else:
+        metadata["xmp"] = XMP
+    two_halves((40, 20)).save(buffer, format=fmt, **metadata)
+    data = buffer.getvalue()
+    assert b"PhoneCo" in data and b"xmpmeta" in data
+    attachment = await _upload_as_patient(client, chat_setup, data, f"image/{fmt.lower()}")
+    download = await client.get(
+        _attachments_url(chat_setup.consultation.id, attachment["attachment_id"]),
+        headers=bearer(chat_setup.doctor_tokens),
+    )
+    assert download.status == 200 and download.content_type == f"image/{fmt.lower()}"
+    image = assert_no_metadata(await download.read())
+    assert image.format == fmt and image.size == (40, 20)
+
+
+async def test_attachment_stored_by_one_process_is_served_by_another(
+    client: TestClient,
+    chat_setup: ChatSetup,
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    clock: FixedClock,
+    sender: RecordingSender,
+    tmp_path: Path,
+) -> None:
+    """Two server processes share only the database (and the bus): each has its own data folder."""
+    other_settings = settings.model_copy(update={"data_dir": tmp_path / "other-process"})
+    assert other_settings.uploads_dir != client.app[settings_key].uploads_dir
+    other = await aiohttp_client(create_app(other_settings, clock=clock, code_sender=sender))
+    photo = phone_jpeg((64, 48), orientation=6)
+    attachment = await _upload_as_patient(client, chat_setup, photo, "image/jpeg")
+    url = _attachments_url(chat_setup.consultation.id, attachment["attachment_id"])
+    here = await (await client.get(url, headers=bearer(chat_setup.patient_tokens))).read()
+    there = await other.get(url, headers=bearer(chat_setup.doctor_tokens))
+    assert there.status == 200, await there.text()
+    assert await there.read() == here
+    assert hashlib.sha256(here).hexdigest() == attachment["sha256"]
+    # And the other way round: uploaded to the second process, served by the first.
+    second = await _upload_as_patient(other, chat_setup, _png((16, 16)), "image/png")
+    back = await client.get(
+        _attachments_url(chat_setup.consultation.id, second["attachment_id"]), headers=bearer(chat_setup.doctor_tokens)
+    )
+    assert back.status == 200 and hashlib.sha256(await back.read()).hexdigest() == second["sha256"]
+    assert not _files(client.app[settings_key].uploads_dir) and not _files(other_settings.uploads_dir)
+
+
+async def test_attachment_from_before_the_database_storage_is_still_served_and_cleaned(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories, clock: FixedClock
+) -> None:
+    """Rows written before migration 0003 name a file on the disk of the process that took the upload."""
+    uploads = client.app[settings_key].uploads_dir
+    cid = chat_setup.consultation.id
+    photo = phone_jpeg((64, 48), orientation=6)
+    legacy = uploads / "chat" / str(cid) / "0123456789abcdef.jpg"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(photo)
+    rows = [
+        ChatAttachment(
+            consultation_id=cid,
+            uploader_key=f"insured:{chat_setup.patient.id}",
+            mime="image/jpeg",
+            size_bytes=len(photo),
+            sha256=hashlib.sha256(photo).hexdigest(),
+            path=path,
+            created_at=clock.now(),
+        )
+        for path in (legacy.relative_to(uploads).as_posix(), f"chat/{cid}/gone.jpg")
+    ]
+    await factories.add(*rows)
+    kept, gone = rows
+    download = await client.get(_attachments_url(cid, kept.id), headers=bearer(chat_setup.doctor_tokens))
+    assert download.status == 200 and download.content_type == "image/jpeg"
+    assert assert_no_metadata(await download.read()).size == (48, 64)  # cleaned on the way out
+    missing = await client.get(_attachments_url(cid, gone.id), headers=bearer(chat_setup.doctor_tokens))
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "not_found"
+
+
+async def test_image_that_grows_over_the_limit_when_re_encoded_is_refused_with_413(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored bytes obey the limit too: a PNG squeezed harder than Pillow squeezes it would grow."""
+    buffer = io.BytesIO()
+    Image.linear_gradient("L").resize((512, 512)).convert("RGB").save(buffer, format="PNG", optimize=True)
+    data = buffer.getvalue()
+    grown = len(images.reencode(data, max_pixels=10**6).data)
+    assert grown > len(data)
+    monkeypatch.setattr(chat_rules, "MAX_ATTACHMENT_BYTES", (len(data) + grown) // 2)
+    response = await client.post(
+        _attachments_url(chat_setup.consultation.id),
+        data=_upload(data),
+        headers=bearer(chat_setup.patient_tokens),
+    )
+    assert response.status == 413
+    body = await response.json()
+    assert body["error"]["code"] == "attachment_too_large" and body["error"]["details"]["size"] == grown
+    assert await _count(factories, ChatAttachment) == 0

@@ -4,8 +4,10 @@ service type change through to registry (R4.1-R4.6, R5, R7.1-R7.3) and the pass 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import FormData
@@ -21,6 +23,7 @@ from server.db.models import (
     DispatchPoint,
     DispatchRequest,
     InsuredPerson,
+    PassPhoto,
     PassRequest,
     ProgramChangeApplication,
     ScheduledPayment,
@@ -31,6 +34,7 @@ from server.domain.routing import FEDERAL_NUMBER
 from server.services.context import ServiceContext
 from tests.api.dispatch_support import World, build_world, count_rows, issue_letter, open_covered_event, rules_of
 from tests.factories import Factories, bearer
+from tests.images import assert_has_metadata, assert_no_metadata, dominant, phone_jpeg
 
 QUARTERLY = [date(2026, 1, 1), date(2026, 4, 1), date(2026, 7, 1), date(2026, 10, 1)]
 
@@ -371,6 +375,10 @@ async def test_withdrawn_application_frees_the_person_to_apply_again(
 # ----------------------------------------------------------------------------- pass photo (R6.4)
 
 
+def _files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
+
+
 def _image(width: int, height: int, fmt: str = "JPEG") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (200, 180, 160)).save(buffer, format=fmt)
@@ -401,9 +409,9 @@ async def test_pass_photo_bad_uploads_are_refused_with_r6_4_and_nothing_is_store
         assert body["error"]["code"] == code and "R6.4" in rules_of(body)
     async with session_factory() as session:
         person = await session.get(InsuredPerson, world.person.id)
-        assert person is not None and person.pass_photo_path is None
-    photos = ctx.settings.uploads_dir / "passes"
-    assert not photos.exists() or not any(photos.iterdir())
+        assert person is not None and not person.has_pass_photo
+    assert await count_rows(session_factory, PassPhoto) == 0
+    assert not _files(ctx.settings.uploads_dir)
 
 
 async def test_valid_pass_photo_is_stored_and_passes_are_requested(
@@ -418,19 +426,91 @@ async def test_valid_pass_photo_is_stored_and_passes_are_requested(
     body = await response.json()
     assert body["mime"] == "image/jpeg" and (body["width"], body["height"]) == (300, 400)
     assert [r["clinic_id"] for r in body["pass_requests"]] == [world.pass_clinic.id]
-    async with session_factory() as session:
-        person = await session.get(InsuredPerson, world.person.id)
-        assert person is not None and person.pass_photo_path is not None
-        stored = ctx.settings.uploads_dir / person.pass_photo_path
-        pass_request = (await session.execute(select(PassRequest))).scalar_one()
-    assert stored.is_file() and "me.jpg" not in stored.name  # never the client's file name
-    with Image.open(stored) as image:
+    person, photo, pass_request = await _stored_photo(session_factory, world)
+    assert person.pass_photo_path is None and not _files(ctx.settings.uploads_dir)  # in the database only
+    with Image.open(io.BytesIO(photo.content)) as image:
         assert image.format == "JPEG" and image.size == (300, 400)
-    assert pass_request.clinic_id == world.pass_clinic.id and pass_request.photo_width == 300
+    assert (photo.size_bytes, photo.sha256) == (len(photo.content), hashlib.sha256(photo.content).hexdigest())
+    assert pass_request.clinic_id == world.pass_clinic.id and pass_request.photo_id == photo.id
+    assert (pass_request.photo_path, pass_request.photo_width, pass_request.photo_height) == (None, 300, 400)
     card = await (await client.get("/api/me/coverage", headers=world.insured)).json()
     assert card["pass_photo_on_file"] is True
     png = await _upload(client, world.insured, _image(320, 480, "PNG"))
     assert png.status == 201
+    # The replaced photo went with nothing any more: it is not kept.
+    person, photo, pass_request = await _stored_photo(session_factory, world)
+    assert (photo.width, photo.height) == (320, 480) and pass_request.photo_id == photo.id
+    assert await count_rows(session_factory, PassPhoto) == 1
+
+
+async def _stored_photo(
+    session_factory: async_sessionmaker[AsyncSession], world: World
+) -> tuple[InsuredPerson, PassPhoto, PassRequest]:
+    """The person, their photo on file and their (only) pass request."""
+    async with session_factory() as session:
+        person = await session.get(InsuredPerson, world.person.id)
+        assert person is not None and person.pass_photo_id is not None
+        photo = await session.get(PassPhoto, person.pass_photo_id)
+        assert photo is not None
+        pass_request = (await session.execute(select(PassRequest))).scalar_one()
+    return person, photo, pass_request
+
+
+async def test_phone_pass_photo_is_stored_upright_without_exif_gps(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """A portrait phone photo is stored sideways with an EXIF orientation: it is a portrait (R6.4), and what is
+    kept is the upright picture without the position, device or time it was taken at."""
+    world = await build_world(client, factories)
+    photo = phone_jpeg((400, 300), orientation=6)
+    assert_has_metadata(photo)
+    response = await _upload(client, world.insured, photo)
+    assert response.status == 201, await response.text()
+    assert ((await response.json())["width"], (await response.json())["height"]) == (300, 400)
+    async with session_factory() as session:
+        stored = (await session.execute(select(PassPhoto))).scalar_one()
+    image = assert_no_metadata(stored.content)
+    assert image.format == "JPEG" and image.size == (300, 400) == (stored.width, stored.height)
+    assert dominant(image, (150, 50)) == "red" and dominant(image, (150, 350)) == "blue"
+
+
+async def test_a_replaced_photo_stays_while_an_earlier_pass_request_still_has_it(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    world = await build_world(client, factories)
+    event = await open_covered_event(client, world)
+    letter = await issue_letter(client, world, event["id"], world.pass_clinic.id, ["MRI"])
+    assert (await _upload(client, world.insured, _image(300, 400))).status == 201
+    cancelled = await client.post(f"/api/dispatch/letters/{letter['letter']['id']}/cancel", headers=world.dispatcher)
+    assert cancelled.status == 200, await cancelled.text()
+    assert (await _upload(client, world.insured, _image(320, 480))).status == 201  # no active letter any more
+    async with session_factory() as session:
+        person = await session.get(InsuredPerson, world.person.id)
+        pass_request = (await session.execute(select(PassRequest))).scalar_one()
+        photos = {p.id: (p.width, p.height) for p in (await session.execute(select(PassPhoto))).scalars()}
+    assert person is not None and person.pass_photo_id is not None
+    assert photos == {pass_request.photo_id: (300, 400), person.pass_photo_id: (320, 480)}
+
+
+async def test_pass_photo_from_before_the_database_storage_still_counts(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Persons whose photo was stored as a file before migration 0003 keep it on file; passes still name it."""
+    world = await build_world(client, factories)
+    async with session_factory() as session:
+        person = await session.get(InsuredPerson, world.person.id)
+        assert person is not None
+        person.pass_photo_path = "passes/0123456789abcdef-300x400.jpg"
+        await session.commit()
+    card = await (await client.get("/api/me/coverage", headers=world.insured)).json()
+    assert card["pass_photo_on_file"] is True
+    event = await open_covered_event(client, world)
+    issued = await issue_letter(client, world, event["id"], world.pass_clinic.id, ["MRI"])
+    assert issued["pass_photo"]["photo_on_file"] is True and issued["pass_photo"]["pass_request_id"] is not None
+    async with session_factory() as session:
+        pass_request = (await session.execute(select(PassRequest))).scalar_one()
+    assert (pass_request.photo_id, pass_request.photo_path) == (None, "passes/0123456789abcdef-300x400.jpg")
+    assert (pass_request.photo_width, pass_request.photo_height) == (300, 400)
 
 
 async def test_insured_routes_refuse_staff_and_anonymous(client: TestClient, factories: Factories) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -108,9 +109,14 @@ class ConsultationMessage(Base):
 
 
 class ChatAttachment(Base):
-    """An uploaded image for a consultation (e.g. a photo of a rash); the file lives on disk."""
+    """An uploaded image for a consultation (e.g. a photo of a rash), re-encoded without metadata.
+
+    The bytes are in ``content`` so that every server process can serve them. Rows written before
+    migration 0003 have only ``path``: a file under the uploads folder of the process that took it.
+    """
 
     __tablename__ = "chat_attachments"
+    __table_args__ = (CheckConstraint("content IS NOT NULL OR path IS NOT NULL", name="stored"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     consultation_id: Mapped[int] = mapped_column(ForeignKey("consultations.id"), index=True)
@@ -118,7 +124,8 @@ class ChatAttachment(Base):
     mime: Mapped[str] = mapped_column(String(40))
     size_bytes: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
-    path: Mapped[str] = mapped_column(String(400))
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    path: Mapped[str | None] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -140,12 +140,19 @@ class InsuredPerson(Base):
     service_type: Mapped[str] = mapped_column(String(16), default="dispatcher")
     attached_clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinics.id"))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The pass photo (R6.4); a photo uploaded before migration 0003 is a file named by pass_photo_path.
+    pass_photo_id: Mapped[int | None] = mapped_column(ForeignKey("pass_photos.id"))
     pass_photo_path: Mapped[str | None] = mapped_column(String(400))
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     policy: Mapped[Policy] = relationship(lazy="raise")
     attached_clinic: Mapped[Clinic | None] = relationship(lazy="raise")
+
+    @property
+    def has_pass_photo(self) -> bool:
+        """A photo for clinic passes is on file (R6.4), stored in the database or, from before 0003, as a file."""
+        return self.pass_photo_id is not None or bool(self.pass_photo_path)
 
 
 class DispatchPoint(Base):

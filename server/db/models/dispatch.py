@@ -1,5 +1,5 @@
 """Dispatch records: insured events, requests to the console, letters of guarantee, visits,
-program changes, payments, attachment letters, pass requests and the decision audit trail."""
+program changes, payments, attachment letters, pass photos and requests, and the decision audit trail."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -178,15 +179,39 @@ class AttachmentLetter(Base):
     valid_until: Mapped[date] = mapped_column(Date)
 
 
+class PassPhoto(Base):
+    """A person's photo for clinic passes (R6.4): a JPEG re-encoded without metadata.
+
+    Kept in the database so that every server process can send it. A photo belongs to the one
+    person whose ``pass_photo_id`` or whose pass requests' ``photo_id`` name it.
+    """
+
+    __tablename__ = "pass_photos"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    mime: Mapped[str] = mapped_column(String(40))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class PassRequest(Base):
-    """A request for a clinic pass with the person's photo (R6.4)."""
+    """A request for a clinic pass with the person's photo (R6.4).
+
+    The photo is ``photo_id``; requests made before migration 0003 name a file (``photo_path``) instead.
+    """
 
     __tablename__ = "pass_requests"
+    __table_args__ = (CheckConstraint("photo_id IS NOT NULL OR photo_path IS NOT NULL", name="photo"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     insured_person_id: Mapped[int] = mapped_column(ForeignKey("insured_persons.id"), index=True)
     clinic_id: Mapped[int] = mapped_column(ForeignKey("clinics.id"))
-    photo_path: Mapped[str] = mapped_column(String(400))
+    photo_id: Mapped[int | None] = mapped_column(ForeignKey("pass_photos.id"), index=True)
+    photo_path: Mapped[str | None] = mapped_column(String(400))
     photo_mime: Mapped[str] = mapped_column(String(40))
     photo_width: Mapped[int] = mapped_column(Integer)
     photo_height: Mapped[int] = mapped_column(Integer)

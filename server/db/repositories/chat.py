@@ -238,7 +238,7 @@ async def advance_read_mark_txn(
 
 
 async def add_attachment_txn(session: AsyncSession, attachment: ChatAttachment) -> ChatAttachment:
-    """Store an attachment's record (the file is already on disk)."""
+    """Store an attachment (its record and its bytes)."""
     session.add(attachment)
     await session.flush()
     return attachment

@@ -1,5 +1,5 @@
 """Dispatch queries: the console's queue, insured events, letters of guarantee, visits, program changes,
-payments, attachment letters, pass requests, the decision trail and race-free document numbers."""
+payments, attachment letters, pass photos and requests, the decision trail and race-free document numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Final
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -19,6 +19,7 @@ from server.db.models import (
     DispatchRequest,
     InsuredEvent,
     LetterOfGuarantee,
+    PassPhoto,
     PassRequest,
     Payment,
     ProgramChangeApplication,
@@ -451,3 +452,30 @@ async def pass_requests_of_person(session: AsyncSession, person_id: int) -> list
     """A person's pass requests, newest first."""
     stmt = select(PassRequest).where(PassRequest.insured_person_id == person_id).order_by(PassRequest.id.desc())
     return list((await session.execute(stmt)).scalars())
+
+
+async def add_pass_photo_txn(session: AsyncSession, photo: PassPhoto) -> PassPhoto:
+    """Store a pass photo (its bytes and facts)."""
+    session.add(photo)
+    await session.flush()
+    return photo
+
+
+async def pass_photo_facts(session: AsyncSession, photo_id: int) -> tuple[str, int, int] | None:
+    """A stored photo's type, width and height, without reading its bytes."""
+    stmt = select(PassPhoto.mime, PassPhoto.width, PassPhoto.height).where(PassPhoto.id == photo_id)
+    row = (await session.execute(stmt)).one_or_none()
+    return None if row is None else (row.mime, row.width, row.height)
+
+
+async def delete_pass_photo_if_unused_txn(session: AsyncSession, photo_id: int) -> bool:
+    """Delete a replaced photo that no pass request refers to: a person's image is not kept without a purpose.
+
+    The caller has already pointed the person at their new photo (a photo belongs to one person only).
+    """
+    await session.flush()
+    in_use = select(PassRequest.id).where(PassRequest.photo_id == photo_id).exists()
+    result = await session.execute(
+        delete(PassPhoto).where(PassPhoto.id == photo_id, ~in_use).execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
