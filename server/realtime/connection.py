@@ -66,8 +66,8 @@ class Connection:
         transport: asyncio.Transport,
         queue_limit: int,
         check_interval: float,
-        messages_per_minute: float = 100,
-        message_burst: int = 40,
+        messages_per_minute: float,
+        message_burst: int,
     ) -> None:
         self.id = next(_ids)
         self.seat = new_seat_name()  # this socket's name in the per-user cap shared by all processes
