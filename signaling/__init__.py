@@ -1,5 +1,6 @@
-"""WebRTC call signalling (offer/answer/ICE relay over the client WebSocket, TURN credentials, aiortc peers).
+"""WebRTC call signalling for consultations: protocol, call state, relay over the bus, ICE/TURN, aiortc peers.
 
-Built in the next stage. The client WebSocket (server/realtime/) already has a command registry
-and a per-consultation bus channel, so `call.*` commands register here without a rewrite.
+Importable without ``server.api`` and without the database: ``server`` mounts its commands on the
+client WebSocket's command registry and gives it ports (publish/listen on the bus, a call store).
+The wire contract is ``signaling/PROTOCOL.md``.
 """
