@@ -42,6 +42,13 @@ from server.db.models.dispatch import (
     ServiceUsed,
     Visit,
 )
+from server.db.models.records import (
+    ImportBatch,
+    ImportedPaymentReference,
+    PasswordSetToken,
+    PolicyholderDepartment,
+    RecordChange,
+)
 
 __all__ = [
     "AdditionalAgreement",
@@ -57,6 +64,8 @@ __all__ = [
     "DispatchPoint",
     "DispatchRequest",
     "DutyShift",
+    "ImportBatch",
+    "ImportedPaymentReference",
     "InsuredEvent",
     "InsuredPerson",
     "LetterOfGuarantee",
@@ -64,13 +73,16 @@ __all__ = [
     "LoginFailure",
     "PassPhoto",
     "PassRequest",
+    "PasswordSetToken",
     "Payment",
     "Policy",
     "Policyholder",
+    "PolicyholderDepartment",
     "Program",
     "ProgramChangeApplication",
     "ProgramClinic",
     "ReadMark",
+    "RecordChange",
     "RefreshToken",
     "RosterAlert",
     "ScheduledPayment",

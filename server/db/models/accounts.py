@@ -32,6 +32,9 @@ class StaffAccount(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Set by an admin's password reset: the old password no longer works, a new one must be set.
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    timezone: Mapped[str | None] = mapped_column(String(64))
 
 
 class LoginChallenge(Base):

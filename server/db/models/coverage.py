@@ -144,6 +144,9 @@ class InsuredPerson(Base):
     pass_photo_id: Mapped[int | None] = mapped_column(ForeignKey("pass_photos.id"))
     pass_photo_path: Mapped[str | None] = mapped_column(String(400))
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # From the employer's list: when the person's cover starts, and the day it ends when removed.
+    starts_on: Mapped[date | None] = mapped_column(Date)
+    removed_on: Mapped[date | None] = mapped_column(Date)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     policy: Mapped[Policy] = relationship(lazy="raise")

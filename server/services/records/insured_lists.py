@@ -1,0 +1,428 @@
+"""Loading an employer's list of insured persons: validate all, compare with the records, apply all or nothing.
+
+A dry run reports who would be added, changed and removed without writing. Applying is one transaction
+(the policyholder's row is locked, so two imports of one client do not interleave); re-applying the same
+list writes nothing. Removal ends cover on a date (``coverage_end``), and nothing is ever deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Final, TypeVar, cast
+
+from sqlalchemy import Table as SqlTable
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import (
+    ImportBatch,
+    InsuredPerson,
+    Policy,
+    Policyholder,
+    PolicyholderDepartment,
+    Program,
+    ProgramClinic,
+)
+from server.domain.errors import DomainError, NotFound
+from server.domain.insured_list import (
+    ExistingPerson,
+    ListContext,
+    ListDiff,
+    ListEntry,
+    PolicyOption,
+    RowProblem,
+    diff_list,
+    map_header,
+    validate_rows,
+)
+from server.services.context import ServiceContext
+from server.services.coverage_facts import coverage_day
+from server.services.records import coverage_end
+from server.services.records.changes import Actor, audit_txn, change_row, diff_json, record_many_txn
+from server.services.records.files import Table, read_table
+from server.services.records.identifiers import identifier_columns
+
+PREVIEW_LIMIT: Final = 200
+"""How many persons of each kind a report lists by name (counts are always complete)."""
+WRITE_CHUNK: Final = 5000
+ADDED_FIELDS: Final = (
+    "full_name",
+    "birth_date",
+    "phone",
+    "city",
+    "department",
+    "policy_id",
+    "service_type",
+    "starts_on",
+)
+T = TypeVar("T")
+Progress = Callable[[Iterable[T]], Iterable[T]]
+
+
+class ListRejected(DomainError):
+    """The list has problems; nothing was written. ``details`` carries the per-row report."""
+
+    code = "list_rejected"
+    status = 422
+
+
+@dataclass(frozen=True, slots=True)
+class PersonLine:
+    """A person named in a report."""
+
+    row: int | None
+    person_id: int | None
+    full_name: str
+    birth_date: date
+    changes: dict[str, list[object]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ListReport:
+    """What a list import found and did."""
+
+    policyholder_id: int
+    file_name: str
+    file_kind: str
+    encoding: str | None
+    delimiter: str | None
+    rows: int
+    dry_run: bool
+    applied: bool
+    batch_id: int | None
+    removal_date: date
+    counts: dict[str, int]
+    added: list[PersonLine]
+    changed: list[PersonLine]
+    removed: list[PersonLine]
+    problems: list[dict[str, object]]
+
+
+async def import_insured_list(
+    ctx: ServiceContext,
+    actor: Actor,
+    *,
+    policyholder_id: int,
+    content: bytes,
+    file_name: str,
+    encoding: str | None = None,
+    removal_date: date | None = None,
+    dry_run: bool = False,
+    progress: Progress[Any] | None = None,
+) -> ListReport:
+    """Validate a list, compare it with the records and (unless ``dry_run``) apply it in one transaction.
+
+    Args:
+        ctx: The service context.
+        actor: Who loads it.
+        policyholder_id: The employer whose list it is.
+        content: The file (CSV or XLSX).
+        file_name: Recorded with the batch and in every change it makes.
+        encoding: Force the CSV encoding (default: BOM, UTF-8, else cp1251).
+        removal_date: The day cover ends for persons no longer listed (default today).
+        dry_run: Report only.
+        progress: Wraps the row iterator (a tqdm bar at the command line).
+
+    Raises:
+        NotFound: no such policyholder.
+        ListRejected: any problem in any row (422; the report is in ``details``); nothing is written.
+        InvalidInput, FileTooLarge, UnsupportedFile: the file cannot be read at all.
+    """
+    table = read_table(content, file_name=file_name, encoding=encoding)
+    digest = hashlib.sha256(content).hexdigest()
+    now = ctx.clock.now()
+    today = coverage_day(now)
+    removal = removal_date or today
+    columns, header_problems = map_header(table.header)
+    if header_problems:
+        raise _rejected(header_problems, table)
+    async with ctx.uow() as uow:
+        session = uow.session
+        holder = await session.get(Policyholder, policyholder_id, with_for_update=True)
+        if holder is None:
+            raise NotFound("no such policyholder")
+        context = await _context_txn(session, holder.id, table, columns, today)
+        rows: Iterable[tuple[int, Sequence[str]]] = table.rows
+        if progress is not None:
+            rows = progress(rows)
+        entries, problems = validate_rows(rows, columns, context)
+        if problems:
+            raise _rejected(problems, table)
+        policy_ids = frozenset(option.id for option in context.policies)
+        diff = diff_list(entries, await _existing_txn(session, policy_ids), removal_date=removal)
+        if diff.problems:
+            raise _rejected(diff.problems, table)
+        batch_id: int | None = None
+        if not dry_run and not diff.is_empty:
+            batch_id = await _apply_txn(session, actor, holder.id, file_name, digest, diff, removal, now)
+            await uow.commit()
+    if batch_id is not None and diff.removed and removal <= today:
+        await coverage_end.end_coverage_due(ctx, actor)
+    return _report(policyholder_id, file_name, table, len(entries), dry_run, batch_id, removal, diff)
+
+
+def _rejected(problems: Sequence[RowProblem], table: Table) -> ListRejected:
+    shown = [p.as_dict() for p in problems[:1000]]
+    return ListRejected(
+        f"nothing was imported: {len(problems)} problem(s) in the file",
+        details={
+            "problems": shown,
+            "problem_count": len(problems),
+            "file_kind": table.kind,
+            "encoding": table.encoding,
+            "delimiter": table.delimiter,
+        },
+    )
+
+
+async def _context_txn(
+    session: AsyncSession, holder_id: int, table: Table, columns: dict[str, int], today: date
+) -> ListContext:
+    departments = frozenset(
+        (
+            await session.scalars(
+                select(PolicyholderDepartment.name).where(PolicyholderDepartment.policyholder_id == holder_id)
+            )
+        ).all()
+    )
+    policy_rows = (
+        await session.execute(
+            select(Policy, Program)
+            .join(Program, Program.id == Policy.program_id)
+            .where(Policy.policyholder_id == holder_id)
+        )
+    ).all()
+    program_ids = {program.id for _, program in policy_rows}
+    clinics: dict[int, set[int]] = {pid: set() for pid in program_ids}
+    if program_ids:
+        for program_id, clinic_id in (
+            await session.execute(
+                select(ProgramClinic.program_id, ProgramClinic.clinic_id).where(
+                    ProgramClinic.program_id.in_(program_ids)
+                )
+            )
+        ).all():
+            clinics[program_id].add(clinic_id)
+    options = [
+        PolicyOption(
+            id=policy.id,
+            number=policy.number,
+            program_code=program.code,
+            starts_on=policy.starts_on,
+            ends_on=policy.ends_on,
+            registry_offered=program.registry_offered,
+            clinic_ids=frozenset(clinics[program.id]),
+        )
+        for policy, program in policy_rows
+    ]
+    others: frozenset[str] = frozenset()
+    index = columns.get("policy")
+    if index is not None:
+        own = {o.number for o in options}
+        named = {row[index].strip() for _, row in table.rows if index < len(row) and row[index].strip()} - own
+        if named:
+            others = frozenset(
+                (await session.scalars(select(Policy.number).where(Policy.number.in_(sorted(named))))).all()
+            )
+    return ListContext(today=today, departments=departments, policies=options, other_policy_numbers=others)
+
+
+async def _existing_txn(session: AsyncSession, policy_ids: frozenset[int]) -> list[ExistingPerson]:
+    if not policy_ids:
+        return []
+    person = InsuredPerson
+    rows = await session.execute(
+        select(
+            person.id,
+            person.full_name,
+            person.birth_date,
+            person.phone,
+            person.city,
+            person.department,
+            person.policy_id,
+            person.service_type,
+            person.starts_on,
+            person.removed_on,
+        ).where(person.policy_id.in_(sorted(policy_ids)))
+    )
+    return [ExistingPerson(**row._asdict()) for row in rows.all()]
+
+
+async def _apply_txn(
+    session: AsyncSession,
+    actor: Actor,
+    holder_id: int,
+    file_name: str,
+    digest: str,
+    diff: ListDiff,
+    removal: date,
+    now: Any,
+) -> int:
+    counts = {
+        "added": len(diff.added),
+        "changed": len(diff.changed),
+        "removed": len(diff.removed),
+        "unchanged": diff.unchanged,
+    }
+    batch = ImportBatch(
+        kind="insured_list",
+        policyholder_id=holder_id,
+        file_name=file_name[:300],
+        file_sha256=digest,
+        actor=actor.key,
+        counts=counts,
+        created_at=now,
+    )
+    session.add(batch)
+    await session.flush()
+    changes: list[dict[str, Any]] = []
+    table = cast(SqlTable, InsuredPerson.__table__)
+    for chunk in _chunks(diff.added, WRITE_CHUNK):
+        values = [_new_person(entry, now) for entry in chunk]
+        ids = (
+            (await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), values))
+            .scalars()
+            .all()
+        )
+        for person_id, entry in zip(ids, chunk, strict=True):
+            changes.append(
+                change_row(
+                    actor,
+                    now,
+                    entity_type="insured_person",
+                    entity_id=person_id,
+                    action="added",
+                    changes=diff_json({name: (None, getattr(entry, name)) for name in ADDED_FIELDS}),
+                    person_id=person_id,
+                    batch_id=batch.id,
+                )
+            )
+    if diff.changed:
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values(
+                phone=bindparam("b_phone"),
+                city=bindparam("b_city"),
+                department=bindparam("b_department"),
+                policy_id=bindparam("b_policy_id"),
+                starts_on=bindparam("b_starts_on"),
+                service_type=bindparam("b_service_type"),
+                removed_on=None,
+                is_active=True,
+            )
+        )
+        for chunk_changed in _chunks(diff.changed, WRITE_CHUNK):
+            await session.execute(
+                stmt,
+                [
+                    {
+                        "b_id": c.person.id,
+                        "b_phone": c.entry.phone,
+                        "b_city": c.entry.city,
+                        "b_department": c.entry.department,
+                        "b_policy_id": c.entry.policy_id,
+                        "b_starts_on": c.entry.starts_on,
+                        "b_service_type": c.entry.service_type.value,
+                    }
+                    for c in chunk_changed
+                ],
+            )
+        changes.extend(
+            change_row(
+                actor,
+                now,
+                entity_type="insured_person",
+                entity_id=c.person.id,
+                action="readded" if "removed_on" in c.changes else "changed",
+                changes=diff_json(c.changes),
+                person_id=c.person.id,
+                batch_id=batch.id,
+            )
+            for c in diff.changed
+        )
+    for chunk_removed in _chunks(diff.removed, WRITE_CHUNK):
+        await session.execute(
+            update(table).where(table.c.id.in_([p.id for p in chunk_removed])).values(removed_on=removal)
+        )
+    changes.extend(
+        change_row(
+            actor,
+            now,
+            entity_type="insured_person",
+            entity_id=p.id,
+            action="removed",
+            changes={"removed_on": [None, removal.isoformat()]},
+            person_id=p.id,
+            batch_id=batch.id,
+        )
+        for p in diff.removed
+    )
+    await record_many_txn(session, changes)
+    await audit_txn(
+        session, actor, now, action="insured_list.import", resource_type="import_batch", resource_id=batch.id
+    )
+    return batch.id
+
+
+def _new_person(entry: ListEntry, now: Any) -> dict[str, Any]:
+    return {
+        "policy_id": entry.policy_id,
+        "full_name": entry.full_name,
+        "birth_date": entry.birth_date,
+        "phone": entry.phone,
+        "city": entry.city,
+        "department": entry.department,
+        "service_type": entry.service_type.value,
+        "attached_clinic_id": entry.clinic_id,
+        "is_active": True,
+        "starts_on": entry.starts_on,
+        "removed_on": None,
+        "created_at": now,
+        **identifier_columns(entry),
+    }
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _report(
+    holder_id: int,
+    file_name: str,
+    table: Table,
+    rows: int,
+    dry_run: bool,
+    batch_id: int | None,
+    removal: date,
+    diff: ListDiff,
+) -> ListReport:
+    return ListReport(
+        policyholder_id=holder_id,
+        file_name=file_name,
+        file_kind=table.kind,
+        encoding=table.encoding,
+        delimiter=table.delimiter,
+        rows=rows,
+        dry_run=dry_run,
+        applied=batch_id is not None,
+        batch_id=batch_id,
+        removal_date=removal,
+        counts={
+            "added": len(diff.added),
+            "changed": len(diff.changed),
+            "removed": len(diff.removed),
+            "unchanged": diff.unchanged,
+        },
+        added=[PersonLine(e.row, None, e.full_name, e.birth_date) for e in diff.added[:PREVIEW_LIMIT]],
+        changed=[
+            PersonLine(c.entry.row, c.person.id, c.person.full_name, c.person.birth_date, diff_json(c.changes))
+            for c in diff.changed[:PREVIEW_LIMIT]
+        ],
+        removed=[PersonLine(None, p.id, p.full_name, p.birth_date) for p in diff.removed[:PREVIEW_LIMIT]],
+        problems=[],
+    )
