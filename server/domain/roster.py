@@ -229,6 +229,42 @@ def ensure_no_overlaps(shifts: Iterable[Shift]) -> None:
     )
 
 
+DEFAULT_MAX_CONTINUOUS_DUTY_HOURS: Final = 24
+
+
+def ensure_continuous_duty_within(
+    shifts: Iterable[Shift], *, max_hours: int = DEFAULT_MAX_CONTINUOUS_DUTY_HOURS
+) -> None:
+    """Refuse a roster in which one doctor is on duty without a break for longer than ``max_hours``.
+
+    Back-to-back shifts (one ending when or after the next starts) are one run of duty, even across
+    specialties: a 24-hour shift next to a 12-hour one is 36 hours awake, however it is split.
+
+    Raises:
+        Conflict: ``continuous_duty_too_long`` with the doctor, the run and its hours in ``details``.
+    """
+    by_doctor: dict[int, list[Shift]] = defaultdict(list)
+    for shift in shifts:
+        by_doctor[shift.doctor_id].append(shift)
+    limit = timedelta(hours=max_hours)
+    for doctor_id in sorted(by_doctor):
+        for start, end in _merge((s.starts_at, s.ends_at) for s in by_doctor[doctor_id]):
+            if end - start > limit:
+                hours = (end - start).total_seconds() / 3600
+                raise Conflict(
+                    f"doctor {doctor_id} would be on duty for {hours:g} hours without a break "
+                    f"({_span(start, end)}); at most {max_hours} hours in a row",
+                    code="continuous_duty_too_long",
+                    details={
+                        "doctor_id": doctor_id,
+                        "starts_at": start.isoformat(),
+                        "ends_at": end.isoformat(),
+                        "hours": hours,
+                        "max_hours": max_hours,
+                    },
+                )
+
+
 def _merge(intervals: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
     merged: list[tuple[datetime, datetime]] = []
     for start, end in sorted(intervals):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.domain.errors import InvalidInput
+from server.domain.errors import InvalidInput, RuleViolation
 from server.domain.icd10 import Icd10Code, is_valid_icd10, normalize_icd10, validate_icd10
 
 
@@ -44,11 +44,10 @@ def test_normalize_is_idempotent(typed: str) -> None:
         ("J06.9", "J06.9", "Acute upper respiratory infection, unspecified"),
         ("j069", "J06.9", "Acute upper respiratory infection, unspecified"),
         ("R51", "R51", "Headache"),  # a category without subcategories
-        ("J06", "J06", "Acute upper respiratory infections of multiple and unspecified sites"),
         ("U07.1", "U07.1", "COVID-19, virus identified"),
     ],
 )
-def test_categories_and_subcategories_are_accepted_with_the_who_description(
+def test_leaf_categories_and_subcategories_are_accepted_with_the_who_description(
     typed: str, code: str, description: str
 ) -> None:
     assert validate_icd10(typed) == Icd10Code(code, description)
@@ -76,3 +75,21 @@ def test_chapters_blocks_and_unknown_codes_are_refused(typed: str) -> None:
         validate_icd10(typed)
     assert caught.value.code == "invalid_icd10"
     assert caught.value.details == {"icd10_code": typed}
+
+
+@pytest.mark.parametrize(
+    ("typed", "first", "count"),
+    [("I21", "I21.0", 6), ("J06", "J06.0", 3), ("e11", "E11.0", 10), ("C50", "C50.0", 9), ("S72", "S72.0", 8)],
+)
+def test_r11_9_categories_with_sub_codes_are_refused_and_the_sub_codes_offered(
+    typed: str, first: str, count: int
+) -> None:
+    """R11.9: the diagnosis is a leaf of the classification; the error lists the sub-codes to choose from."""
+    with pytest.raises(RuleViolation) as caught:
+        validate_icd10(typed)
+    assert caught.value.code == "icd10_not_specific"
+    assert caught.value.rules == ("R11.9",)
+    suggestions = caught.value.details["suggestions"]
+    assert len(suggestions) == count
+    assert suggestions[0]["code"] == first and suggestions[0]["description"]
+    assert all(validate_icd10(s["code"]).code == s["code"] for s in suggestions)

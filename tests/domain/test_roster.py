@@ -19,6 +19,7 @@ from server.domain.roster import (
     Shift,
     coverage_gaps,
     duty_ends_at,
+    ensure_continuous_duty_within,
     ensure_no_overlaps,
     get_specialty,
     hourly_coverage,
@@ -292,3 +293,14 @@ def test_the_all_clear_names_each_required_specialty() -> None:
     assert decision.reasons[0].message == (
         "a general practitioner and an otolaryngologist on duty at every moment of 2026-12-01 00:00-02:00 UTC"
     )
+
+
+def test_continuous_duty_is_limited_across_back_to_back_shifts() -> None:
+    """A 24-hour shift next to a 12-hour one is 36 hours on duty: refused; the limit is configurable."""
+    run = [gp(1, 7, 0, 24), gp(2, 7, 24, 36, "cardiology")]
+    with pytest.raises(Conflict) as caught:
+        ensure_continuous_duty_within(run)
+    assert caught.value.code == "continuous_duty_too_long"
+    assert caught.value.details["hours"] == 36
+    ensure_continuous_duty_within(run, max_hours=36)
+    ensure_continuous_duty_within([gp(1, 7, 0, 24), gp(2, 7, 25, 37), gp(3, 8, 24, 36)])

@@ -10,6 +10,14 @@ from server.db.models.accounts import (
     WebSocketTicket,
 )
 from server.db.models.audit import AuditEvent
+from server.db.models.clinical import (
+    AuditCheckpoint,
+    ConsultationAddendum,
+    ConsultationHandover,
+    DoctorConnection,
+    DutyAlert,
+    PatientConsent,
+)
 from server.db.models.consultations import (
     ChatAttachment,
     Consultation,
@@ -53,16 +61,21 @@ from server.db.models.records import (
 __all__ = [
     "AdditionalAgreement",
     "AttachmentLetter",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuthSession",
     "Base",
     "ChatAttachment",
     "Clinic",
     "Consultation",
+    "ConsultationAddendum",
+    "ConsultationHandover",
     "ConsultationMessage",
     "CoverageDecisionRecord",
     "DispatchPoint",
     "DispatchRequest",
+    "DoctorConnection",
+    "DutyAlert",
     "DutyShift",
     "ImportBatch",
     "ImportedPaymentReference",
@@ -74,6 +87,7 @@ __all__ = [
     "PassPhoto",
     "PassRequest",
     "PasswordSetToken",
+    "PatientConsent",
     "Payment",
     "Policy",
     "Policyholder",

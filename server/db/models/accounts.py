@@ -29,6 +29,7 @@ class StaffAccount(Base):
     specialties: Mapped[list[str]] = mapped_column(JSON, default=list)
     hr_policyholder_id: Mapped[int | None] = mapped_column(ForeignKey("policyholders.id"))
     max_active_consultations: Mapped[int] = mapped_column(Integer, default=3)
+    time_zone: Mapped[str | None] = mapped_column(String(64))  # IANA zone for "my shifts"; None: Europe/Moscow
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -81,6 +82,14 @@ class Consultation(Base):
     referral_services: Mapped[list[str]] = mapped_column(JSON, default=list)
     referral_route: Mapped[str | None] = mapped_column(String(24))
     dispatch_request_id: Mapped[int | None] = mapped_column(BigId)
+    # R11.6: the red-flag answers; any "yes" makes the request urgent (ahead of the queue).
+    red_flags: Mapped[dict[str, bool] | None] = mapped_column(JSON)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # R11.7: offer rounds and escalation.
+    lapses: Mapped[int] = mapped_column(Integer, default=0)
+    round_ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    escalation_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class ConsultationMessage(Base):
