@@ -47,7 +47,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     sql_echo: bool = False
+    # WebRTC (signaling/): host candidates pinned for tests (aioice otherwise offers the network
+    # card's addresses), STUN/TURN URLs handed to clients, and the TURN REST shared secret.
     rtc_host_addresses: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rtc_stun_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rtc_turn_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rtc_turn_secret: SecretStr = SecretStr("")
+    rtc_turn_ttl_seconds: int = Field(default=600, ge=60, le=86_400)
+    rtc_echo_max_sessions: int = Field(default=20, ge=0, le=1000)
     # Client WebSocket and chat (server/realtime, server/services/chat.py).
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     ws_session_check_seconds: float = Field(default=60.0, gt=0, le=300)
@@ -66,7 +73,7 @@ class Settings(BaseSettings):
     roster_check_interval_seconds: float = Field(default=300.0, ge=0)
     roster_check_weeks: int = Field(default=2, ge=1, le=8)
 
-    @field_validator("allowed_origins", "rtc_host_addresses", mode="before")
+    @field_validator("allowed_origins", "rtc_host_addresses", "rtc_stun_urls", "rtc_turn_urls", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
         if isinstance(value, str):

@@ -30,6 +30,9 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(handler.routes)
     app.router.add_routes(chat_api.routes)
     app.cleanup_ctx.append(realtime_ctx)
+    from server.realtime import calls  # WebRTC call signalling (signaling/), after the hub it relays through
+
+    calls.setup(app)
 
 
 async def realtime_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from server.db.models.accounts import (
     WebSocketTicket,
 )
 from server.db.models.audit import AuditEvent
+from server.db.models.calls import Call
 from server.db.models.clinical import (
     AuditCheckpoint,
     ConsultationAddendum,
@@ -65,6 +66,7 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Base",
+    "Call",
     "ChatAttachment",
     "Clinic",
     "Consultation",

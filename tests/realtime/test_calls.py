@@ -1,0 +1,235 @@
+"""Call signalling over the client WebSocket (R11.1 audio/video consultations): authorization, relay, record.
+
+Signalling-only peers (no media): tests/signaling/test_media.py runs real aiortc peers through the server.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from server.clock import FixedClock
+from tests.factories import Factories, bearer
+from tests.realtime.conftest import ChatSetup, WsClient, connect
+from tests.signaling.sdp_samples import HOST_CANDIDATE, OFFER
+
+
+async def join(ws: WsClient, consultation_id: int, **fields: Any) -> tuple[int, dict[str, Any]]:
+    msg_id = ws.next_id()
+    await ws.send_json({"id": msg_id, "type": "call.join", "consultation_id": consultation_id, **fields})
+    return msg_id, await ws.result(msg_id)
+
+
+def error_code(frame: dict[str, Any]) -> str:
+    assert frame["success"] is False, frame
+    return str(frame["error"]["code"])
+
+
+async def start_call(client: TestClient, setup: ChatSetup) -> tuple[WsClient, int, WsClient, int, int]:
+    """Doctor calls, the patient's notifications ring, the patient answers."""
+    doctor = await connect(client, setup.doctor_tokens)
+    patient = await connect(client, setup.patient_tokens)
+    notifications = patient.next_id()
+    await patient.send_json({"id": notifications, "type": "notifications.subscribe"})
+    await patient.result(notifications)
+    doctor_sub, doctor_join = await join(doctor, setup.consultation.id)
+    assert doctor_join["success"], doctor_join
+    result = doctor_join["result"]
+    assert result["role"] == "doctor" and result["polite"] is False and result["status"] == "ringing"
+    assert result["peer"]["present"] is False
+    ringing = await patient.event(notifications, "call.ringing")
+    assert ringing["call_id"] == result["call_id"] and ringing["consultation_id"] == setup.consultation.id
+    patient_sub, patient_join = await join(patient, setup.consultation.id, v=1, media={"audio": True, "video": False})
+    assert patient_join["success"], patient_join
+    assert patient_join["result"]["polite"] is True and patient_join["result"]["peer"]["present"] is True
+    assert patient_join["result"]["status"] == "active"
+    joined = await doctor.event(doctor_sub, "call.peer_joined")
+    assert joined == {
+        "type": "call.peer_joined",
+        "call_id": result["call_id"],
+        "who": "patient",
+        "rejoin": False,
+        "media": {"audio": True, "video": False},
+    }
+    return doctor, doctor_sub, patient, patient_sub, int(result["call_id"])
+
+
+async def test_doctor_calls_patient_rings_and_signals_are_relayed_both_ways_in_order(
+    client: TestClient, chat_setup: ChatSetup
+) -> None:
+    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    # The present side re-announces its media state to the newcomer.
+    assert (await patient.event(patient_sub, "call.media"))["from"] == "doctor"
+    offer = await patient.request("call.offer", call_id=call_id, sdp=OFFER, generation=1)
+    assert offer["success"], offer
+    for index in range(5):
+        candidate = {**HOST_CANDIDATE, "candidate": HOST_CANDIDATE["candidate"].replace("50000", str(50000 + index))}
+        assert (await patient.request("call.candidate", call_id=call_id, candidate=candidate))["success"]
+    assert (await patient.request("call.end_of_candidates", call_id=call_id, generation=1))["success"]
+    relayed = await doctor.event(doctor_sub, "call.description")
+    assert relayed["description"] == {"type": "offer", "sdp": OFFER} and relayed["from"] == "patient"
+    ports = [(await doctor.event(doctor_sub, "call.candidate"))["candidate"]["candidate"].split()[5] for _ in range(5)]
+    assert ports == [str(50000 + index) for index in range(5)]  # in order
+    assert (await doctor.event(doctor_sub, "call.end_of_candidates"))["generation"] == 1
+    answer = await doctor.request("call.answer", call_id=call_id, sdp=OFFER.replace("actpass", "active"))
+    assert answer["success"], answer
+    assert (await patient.event(patient_sub, "call.description"))["description"]["type"] == "answer"
+    assert (await doctor.request("call.media", call_id=call_id, audio=False, video=True))["success"]
+    media = await patient.event(patient_sub, "call.media")
+    assert media["audio"] is False and media["from"] == "doctor"
+    # Renegotiation from the impolite side (audio to video), with an ICE restart flag.
+    assert (await doctor.request("call.offer", call_id=call_id, sdp=OFFER, generation=1, restart=True))["success"]
+    renegotiation = await patient.event(patient_sub, "call.description")
+    assert renegotiation["restart"] is True and renegotiation["description"]["type"] == "offer"
+    hangup = await doctor.request("call.hangup", call_id=call_id)
+    assert hangup["success"] and hangup["result"]["ended"] is True
+    ended = await patient.event(patient_sub, "call.ended")
+    assert ended["reason"] == "hangup" and ended["ended_by"] == "doctor"
+    assert error_code(await patient.request("call.offer", call_id=call_id, sdp=OFFER)) == "not_joined"
+
+
+@pytest.mark.settings(ws_message_burst=1000, ws_messages_per_minute=100_000)
+async def test_out_of_order_and_malformed_signals_get_codes_and_the_socket_stays_up(
+    client: TestClient, chat_setup: ChatSetup
+) -> None:
+    doctor, _doctor_sub, _patient, _patient_sub, call_id = await start_call(client, chat_setup)
+    assert error_code(await doctor.request("call.answer", call_id=call_id, sdp=OFFER)) == "no_offer_to_answer"
+    assert error_code(await doctor.request("call.candidate", call_id=call_id, candidate=HOST_CANDIDATE)) == (
+        "no_description"
+    )
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp="v=0\r\nhello")) == "invalid_sdp"
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp="v=0\r\n" + "a=x\r\n" * 7000)) == (
+        "message_too_large"
+    )
+    bad = {**HOST_CANDIDATE, "candidate": "candidate:x 1 udp 1 1.2.3.4 5 typ bogus"}
+    assert (await doctor.request("call.offer", call_id=call_id, sdp=OFFER))["success"]
+    assert error_code(await doctor.request("call.candidate", call_id=call_id, candidate=bad)) == "invalid_candidate"
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp=OFFER, extra=1)) == "invalid_format"
+    assert error_code(await doctor.request("call.offer", call_id=call_id + 99, sdp=OFFER)) == "not_joined"
+    _second_sub, second = await join(doctor, chat_setup.consultation.id)
+    assert error_code(second) == "already_joined"
+    assert error_code(await doctor.request("call.join", consultation_id=chat_setup.consultation.id, v=9)) == (
+        "unsupported_version"
+    )
+    # A flood of candidates stops at the per-connection cap; the socket's rate limit applies as well.
+    codes = []
+    for index in range(70):
+        candidate = {**HOST_CANDIDATE, "candidate": HOST_CANDIDATE["candidate"].replace("50000", str(40000 + index))}
+        frame = await doctor.request("call.candidate", call_id=call_id, candidate=candidate)
+        codes.append("ok" if frame["success"] else frame["error"]["code"])
+    assert codes == ["ok"] * 64 + ["too_many_candidates"] * 6  # 64 per connection generation, then refused
+    assert (await doctor.request("ping"))["type"] == "pong"
+
+
+async def test_only_the_consultations_patient_and_doctor_may_join_and_only_while_active(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories
+) -> None:
+    stranger_doctor = await factories.staff("doctor")
+    other_patient = await factories.insured()
+    for tokens in (
+        await factories.login_staff(client, stranger_doctor),
+        await factories.login_insured(client, other_patient),
+    ):
+        ws = await connect(client, tokens)
+        _, refused = await join(ws, chat_setup.consultation.id)
+        assert error_code(refused) == "not_found"
+    patient = await connect(client, chat_setup.patient_tokens)
+    _, early = await join(patient, chat_setup.consultation.id)
+    assert error_code(early) == "call_not_started"  # the doctor starts the call
+    queued = await factories.consultation(chat_setup.patient, chat_setup.doctor, status="completed")
+    doctor = await connect(client, chat_setup.doctor_tokens)
+    _, closed = await join(doctor, queued.id)
+    assert error_code(closed) == "consultation_not_active"
+    # Joining another consultation's call by its call id: not joined there, nothing relayed.
+    _, mine = await join(doctor, chat_setup.consultation.id)
+    other = await factories.consultation(other_patient, stranger_doctor, status="active")
+    stranger = await connect(client, await factories.login_staff(client, stranger_doctor))
+    _, theirs = await join(stranger, other.id)
+    assert error_code(await doctor.request("call.offer", call_id=theirs["result"]["call_id"], sdp=OFFER)) == (
+        "not_joined"
+    )
+    assert mine["success"]
+
+
+async def test_a_dropped_patient_rejoins_within_the_grace_and_the_doctor_is_told(
+    client: TestClient, chat_setup: ChatSetup, clock: FixedClock
+) -> None:
+    doctor, doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
+    await patient.close()  # the patient's network drops
+    away = await doctor.event(doctor_sub, "call.peer_away")
+    assert away["who"] == "patient" and away["rejoin_deadline"]
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp=OFFER)) == "peer_not_present"
+    clock.advance(timedelta(seconds=20))
+    again = await connect(client, chat_setup.patient_tokens)
+    _, rejoined = await join(again, chat_setup.consultation.id)
+    assert rejoined["result"]["rejoined"] is True and rejoined["result"]["call_id"] == call_id
+    back = await doctor.event(doctor_sub, "call.peer_joined")
+    assert back["rejoin"] is True
+    # Another socket of the same patient takes the call over; the first one is told.
+    third = await connect(client, chat_setup.patient_tokens)
+    _, moved = await join(third, chat_setup.consultation.id)
+    assert moved["success"] and moved["result"]["rejoined"] is True
+    replaced_sub = rejoined["id"]
+    assert (await again.event(replaced_sub, "call.replaced"))["call_id"] == call_id
+
+
+async def test_after_the_grace_the_call_ends_as_peer_lost_and_is_recorded(
+    client: TestClient, chat_setup: ChatSetup, clock: FixedClock
+) -> None:
+    doctor, doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
+    await patient.close()
+    await doctor.event(doctor_sub, "call.peer_away")
+    clock.advance(timedelta(seconds=31))
+    from server.realtime.calls import call_relay_key
+
+    await client.app[call_relay_key].check_expiry(call_id)
+    ended = await doctor.event(doctor_sub, "call.ended")
+    assert ended["reason"] == "peer_lost" and ended["ended_by"] is None
+    late = await connect(client, chat_setup.patient_tokens)
+    _, refused = await join(late, chat_setup.consultation.id)
+    assert error_code(refused) == "call_not_started"  # that call is over; the doctor may call again
+    records = await client.get(
+        f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(chat_setup.patient_tokens)
+    )
+    record = (await records.json())["calls"][0]
+    assert record["end_reason"] == "peer_lost" and record["status"] == "ended"
+
+
+async def test_step_downs_are_recorded_shown_to_both_and_end_in_text_chat(
+    client: TestClient, chat_setup: ChatSetup, clock: FixedClock, factories: Factories
+) -> None:
+    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    clock.advance(timedelta(seconds=90))
+    first = await patient.request("call.step_down", call_id=call_id, step="ice_restart", reason="disconnected")
+    assert first["success"] and first["result"]["step"] == "ice_restart" and first["result"]["ended"] is False
+    assert (await doctor.event(doctor_sub, "call.step_down"))["step"] == "ice_restart"
+    relay = await patient.request("call.step_down", call_id=call_id, step="relay_only", reason="restart failed")
+    assert relay["success"]
+    assert (await doctor.event(doctor_sub, "call.step_down"))["by"] == "patient"
+    fresh = await patient.request("call.ice_servers", call_id=call_id)
+    assert fresh["result"]["ice_transport_policy"] == "relay"
+    assert error_code(await doctor.request("call.step_down", call_id=call_id, step="ice_restart")) == (
+        "step_out_of_order"
+    )
+    quality = await doctor.request("call.quality", call_id=call_id, rtt_ms=480, loss_pct=2.5, jitter_ms=12)
+    assert quality["result"] == {"grade": "poor"}
+    assert (await doctor.request("call.step_down", call_id=call_id, step="audio_only"))["success"]
+    text = await doctor.request("call.step_down", call_id=call_id, step="text_chat", reason="audio keeps failing")
+    assert text["result"]["ended"] is True
+    assert (await patient.event(patient_sub, "call.step_down"))["step"] == "audio_only"
+    assert (await patient.event(patient_sub, "call.step_down"))["step"] == "text_chat"
+    assert (await patient.event(patient_sub, "call.ended"))["reason"] == "stepped_down"
+    response = await client.get(
+        f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(chat_setup.doctor_tokens)
+    )
+    assert response.status == 200
+    (record,) = (await response.json())["calls"]
+    assert [step["step"] for step in record["step_downs"]] == ["ice_restart", "relay_only", "audio_only", "text_chat"]
+    assert record["ended_by"] == "doctor" and record["duration_seconds"] == 90.0 and record["channel"] == "video"
+    assert record["quality"]["doctor"]["grade"] == "poor"
+    stranger = await factories.login_staff(client, await factories.staff("doctor"))
+    hidden = await client.get(f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(stranger))
+    assert hidden.status == 404
