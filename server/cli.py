@@ -1,10 +1,9 @@
-"""The ``telemed`` command: demo, serve, migrate, seed, outbox, users."""
+"""The ``telemed`` command: demo, serve, migrate, seed, outbox, roster and back-office commands."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import logging
 import sys
@@ -156,45 +155,6 @@ def cmd_outbox(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    from server.db.engine import make_engine, make_session_factory
-    from server.db.models import StaffAccount
-    from server.security.passwords import hash_password
-
-    engine = make_engine(settings.effective_database_url)
-    try:
-        async with make_session_factory(engine)() as session:
-            session.add(
-                StaffAccount(
-                    username=args.username,
-                    password_hash=hash_password(password),
-                    role=args.role,
-                    full_name=args.full_name or args.username,
-                    specialties=args.specialty or [],
-                    hr_policyholder_id=args.policyholder_id,
-                    created_at=datetime.now(UTC),
-                )
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-
-
-def cmd_users_create(args: argparse.Namespace) -> int:
-    """Create a staff account; the password is read from the terminal or stdin, never argv."""
-    settings = _prepare(_settings(args))
-    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-    if len(password) < 12:
-        print("the password must have at least 12 characters", file=sys.stderr)
-        return 2
-    if args.role == "hr" and args.policyholder_id is None:
-        print("an HR account needs --policyholder-id", file=sys.stderr)
-        return 2
-    asyncio.run(_create_user(settings, args, password))
-    print(f"created {args.role} account {args.username}")
-    return 0
-
-
 async def _roster_import(settings: Settings, text: str) -> int:
     from prometheus_client import CollectorRegistry
 
@@ -284,13 +244,6 @@ def build_parser() -> argparse.ArgumentParser:
     outbox = add("outbox", cmd_outbox, "show the last one-time codes sent by the default sender")
     outbox.add_argument("--last", type=int, default=10)
 
-    users = add("users-create", cmd_users_create, "create a staff account (password from stdin)")
-    users.add_argument("username")
-    users.add_argument("--role", choices=["doctor", "dispatcher", "hr", "admin"], required=True)
-    users.add_argument("--full-name")
-    users.add_argument("--specialty", action="append")
-    users.add_argument("--policyholder-id", type=int)
-
     roster_import = add(
         "roster-import",
         cmd_roster_import,
@@ -298,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     roster_import.add_argument("file")
 
+    from server import cli_records
+
+    cli_records.register(add, lambda args: _prepare(_settings(args)))
     return parser
 
 

@@ -67,13 +67,10 @@ def test_outbox_command_on_an_empty_outbox(tmp_path: Path) -> None:
     assert "empty" in result.stdout
 
 
-async def test_users_create_refuses_short_passwords_and_creates_staff(tmp_path: Path, database_factory) -> None:
+async def test_users_create_prints_a_one_time_code_and_never_takes_a_password(tmp_path: Path, database_factory) -> None:
+    """Checklist A6: no shared or fixed passwords; the person sets their own with the printed code."""
     url = await database_factory.new_database()
     try:
-        short = _telemed(
-            "users-create", "nurse", "--role", "dispatcher", data_dir=tmp_path, database_url=url, stdin="short\n"
-        )
-        assert short.returncode == 2
         created = _telemed(
             "users-create",
             "nurse",
@@ -84,10 +81,19 @@ async def test_users_create_refuses_short_passwords_and_creates_staff(tmp_path: 
             stdin="a-long-password-1\n",
         )
         assert created.returncode == 0, created.stderr
-        hr_without_company = _telemed(
-            "users-create", "hr2", "--role", "hr", data_dir=tmp_path, database_url=url, stdin="a-long-password-1\n"
-        )
+        assert "one-time set-password code" in created.stdout
+        code = created.stdout.split("shown once):", 1)[1].split()[0]
+        assert len(code) >= 40 and "a-long-password-1" not in created.stdout
+        hr_without_company = _telemed("users-create", "hr2", "--role", "hr", data_dir=tmp_path, database_url=url)
         assert hr_without_company.returncode == 2
+        assert "hr_policyholder_id" in hr_without_company.stderr
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                account = (await session.scalars(select(StaffAccount).where(StaffAccount.username == "nurse"))).one()
+        finally:
+            await engine.dispose()
+        assert account.must_change_password and account.is_active
     finally:
         await database_factory.drop(url)
 

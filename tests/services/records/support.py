@@ -12,7 +12,7 @@ from server.services.context import ServiceContext
 from server.services.records import reference
 from server.services.records.changes import Actor
 
-ADMIN = Actor("staff:1")
+ADMIN = Actor("cli:test-admin")
 CSV_HEADER = "ФИО;Дата рождения;Телефон;Город;Подразделение;Программа;Дата начала"
 
 
