@@ -17,6 +17,7 @@ from server.api import auth as auth_routes
 from server.api import health as health_routes
 from server.api import openapi as openapi_routes
 from server.api.errors import error_middleware
+from server.api.input_guard import input_guard_middleware
 from server.bus import make_bus
 from server.clock import Clock, SystemClock
 from server.config import Settings
@@ -75,7 +76,7 @@ def create_app(
     """Build the application; tests call this with their own settings, clock and sender."""
     settings = settings.with_dev_secret() if settings.environment != "production" else settings
     app = web.Application(
-        middlewares=[request_context_middleware, security_headers_middleware, error_middleware],
+        middlewares=[request_context_middleware, security_headers_middleware, error_middleware, input_guard_middleware],
         client_max_size=MAX_REQUEST_BYTES,
     )
     registry = CollectorRegistry()

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from server.api.errors import error_response, validation_details
+from server.api.input_guard import parse_id, refuse
 from server.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.keys import context_key, principal_key
 from server.services import auth as auth_service
@@ -108,6 +109,8 @@ def endpoint(
                 return error_response(
                     422, "validation_error", "the request is not valid", details=validation_details(exc)
                 )
+            # Validated values too: a query string's "99999999999999999999" only becomes an int here.
+            refuse(kwargs)
             result = await func(request, **kwargs)
             if isinstance(result, web.StreamResponse):
                 return result
@@ -129,7 +132,11 @@ async def _authenticate(request: web.Request) -> Principal:
 
 
 async def read_json(request: web.Request) -> Any:
-    """Read a JSON body with a size cap; malformed JSON is a 400 that says so."""
+    """Read a JSON body with a size cap; malformed JSON is a 400 that says so.
+
+    Every string and integer in it passes :func:`refuse` (NUL, surrogates, > 64-bit ints), so
+    each route that reads JSON refuses them the same way on both backends.
+    """
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_JSON_BYTES, actual_size=request.content_length)
     raw = await request.read()
@@ -138,9 +145,18 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         raise InvalidInput("a JSON body is required", code="malformed_json")
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidInput("the body is nested too deeply", code="malformed_json") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"the body is not valid JSON: {exc}", code="malformed_json") from exc
+    refuse(value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON (RFC 8259) and no field of ours can hold them."""
+    raise ValueError(f"{name} is not allowed")
 
 
 _any_adapter: TypeAdapter[Any] = TypeAdapter(Any)
@@ -159,8 +175,12 @@ def current_principal(request: web.Request) -> Principal:
 
 
 def path_int(request: web.Request, name: str) -> int:
-    """A positive integer path parameter; anything else is a 404 (the thing cannot exist)."""
-    raw = request.match_info.get(name, "")
-    if not raw.isdigit() or len(raw) > 18:
+    """A positive integer path parameter; anything else is a 404 (the thing cannot exist).
+
+    Only ASCII digits count (``"²".isdigit()`` is true and ``int("٣")`` is 3, which once deleted
+    shift 3), and at most 18 of them, so the id fits a ``bigint``.
+    """
+    value = parse_id(request.match_info.get(name, ""))
+    if value is None:
         raise NotFound(f"no such {name.removesuffix('_id')}")
-    return int(raw)
+    return value

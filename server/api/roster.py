@@ -11,6 +11,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int, read_json
 from server.api.errors import validation_details
+from server.api.input_guard import refuse
 from server.background import periodic_job_ctx
 from server.domain.errors import InvalidInput, RuleViolation
 from server.keys import context_key
@@ -314,6 +315,7 @@ async def import_roster(request: web.Request) -> ImportResult:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InvalidInput("the CSV must be UTF-8", code="malformed_csv") from exc
+        refuse(text)
         rows = roster_service.parse_roster_csv(text)
     elif content_type in ("application/json", ""):
         rows = _json_rows(await read_json(request))
