@@ -77,6 +77,7 @@ def needs_approval(
     new_event: bool,
     letters: Iterable[LetterFacts] = (),
     attachment_letters: Iterable[AttachmentLetterFacts] = (),
+    attached_clinic_listed: bool = True,
 ) -> ApprovalDecision:
     """Decide whether a visit or prescribed service needs the console's (new) approval (R3).
 
@@ -102,6 +103,9 @@ def needs_approval(
             decides this from the person's open events.
         letters: The letters of guarantee of that insured event (any status; others are ignored).
         attachment_letters: The person's attachment letters (only used for registry persons).
+        attached_clinic_listed: Whether the registry person's attached clinic is still on the
+            program's list; when it left (R5.4) the person is served through the console until they
+            choose a replacement.
 
     Returns:
         An ``ApprovalDecision``; ``letter`` is set only when a valid letter authorizes the visit.
@@ -112,7 +116,16 @@ def needs_approval(
     visit_facts = {"insured_id": insured.id, "clinic_id": clinic_id, "on": on.isoformat()}
 
     if insured.service_type is ServiceType.REGISTRY:
-        if clinic_id == insured.attached_clinic_id:
+        if not attached_clinic_listed:
+            context.append(
+                Reason(
+                    "R5.4",
+                    "the attached clinic has left the program's list: until the person chooses a replacement of the "
+                    "same category, every visit goes through the console",
+                    {**visit_facts, "attached_clinic_id": insured.attached_clinic_id},
+                )
+            )
+        elif clinic_id == insured.attached_clinic_id:
             attachment = attachment_effective(attachment_letters, on, clinic_id=clinic_id)
             if attachment.allowed:
                 return ApprovalDecision(

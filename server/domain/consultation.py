@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from server.domain.consultation_coverage import PolicyYear
 from server.domain.decisions import Decision, Reason
 from server.domain.errors import Conflict, InvalidInput
 from server.domain.icd10 import validate_icd10
@@ -483,16 +484,24 @@ def validate_completion(completion: Completion) -> Completion:
 # ----------------------------------------------------------------------------- allowance and queue
 
 
-def check_allowance(used_this_year: int, allowance_per_year: int | None, *, year: int, pending: int = 0) -> Decision:
-    """Whether one more consultation fits the telemedicine allowance of the program year (R10.2, R11.3).
+def check_allowance(
+    used_this_year: int,
+    allowance_per_year: int | None,
+    *,
+    year: int | None = None,
+    period: PolicyYear | None = None,
+    pending: int = 0,
+) -> Decision:
+    """Whether one more consultation fits the telemedicine allowance of the policy year (R10.2, R11.3, R11.4).
 
     Each consultation is counted as a telemedicine service used (R11.3); the program's component
-    covers only its yearly allowance (R10.2).
+    covers only its yearly allowance (R10.2), and "yearly" means per policy year (R11.4).
 
     Args:
-        used_this_year: Telemedicine services already used in ``year``.
+        used_this_year: Telemedicine services already used in the period counted.
         allowance_per_year: Consultations per year the program covers; ``None`` for no limit.
-        year: The year counted, for the message.
+        year: A calendar year label (callers that have not moved to ``period`` yet).
+        period: The policy year counted (R11.4); its dates go into the message and facts.
         pending: The person's consultations still open, which will use the allowance too.
 
     Returns:
@@ -500,20 +509,27 @@ def check_allowance(used_this_year: int, allowance_per_year: int | None, *, year
     """
     if used_this_year < 0 or pending < 0 or (allowance_per_year is not None and allowance_per_year < 0):
         raise ValueError("counts and the allowance are never negative")
+    if period is not None:
+        year_text = f"the policy year {period.label}"
+    elif year is not None:
+        year_text = str(year)
+    else:
+        raise ValueError("say which year is counted")
     facts: dict[str, Any] = {
         "year": year,
+        "policy_year": period.as_dict() if period is not None else None,
         "used": used_this_year,
         "pending": pending,
         "allowance": allowance_per_year,
     }
     if allowance_per_year is None:
-        return Decision.allow(Reason("R11.3", f"telemedicine consultations are not limited in {year}", facts))
+        return Decision.allow(Reason("R11.3", f"telemedicine consultations are not limited in {year_text}", facts))
     taken = used_this_year + pending
     if taken >= allowance_per_year:
         return Decision.deny(
             Reason(
                 "R10.2",
-                f"telemedicine allowance of {allowance_per_year} consultations for {year} used up",
+                f"telemedicine allowance of {allowance_per_year} consultations for {year_text} used up",
                 facts,
             ),
             Reason("R11.3", f"{used_this_year} used and {pending} open of {allowance_per_year}", facts),
@@ -521,7 +537,7 @@ def check_allowance(used_this_year: int, allowance_per_year: int | None, *, year
     return Decision.allow(
         Reason(
             "R11.3",
-            f"{allowance_per_year - taken} of {allowance_per_year} telemedicine consultations left for {year}",
+            f"{allowance_per_year - taken} of {allowance_per_year} telemedicine consultations left for {year_text}",
             facts,
         )
     )
@@ -560,6 +576,7 @@ def referral_route(
     *,
     attachment_effective: bool,
     referral_specialty: str | None = None,
+    attachment_reasons: Sequence[Reason] = (),
 ) -> ReferralRoute:
     """Where a referral from a consultation sends the person, so the dispatch rules take over (R11.3).
 
@@ -574,6 +591,9 @@ def referral_route(
         attached_clinic_id: The person's attached clinic, if any.
         attachment_effective: Whether the attachment letter is in force today (R7.3, R7.4).
         referral_specialty: The specialty referred to, for the messages and facts.
+        attachment_reasons: Why the attachment is not in force (``attachment_effective``'s reasons):
+            the letter is still on its way to the clinic (R7.2), there is no letter at all (R6.1), the
+            clinic left the program (R5.4) or an installment is unpaid (R7.4). The referral says which.
 
     Raises:
         InvalidInput: ``invalid_service_type`` for any other service type.
@@ -602,6 +622,18 @@ def referral_route(
             RouteKind.DISPATCHER_REQUEST,
             None,
             (Reason("R1.3", "the registry person has no attached clinic on record", facts), *approval),
+        )
+    if not attachment_effective and attachment_reasons:
+        return ReferralRoute(
+            RouteKind.DISPATCHER_REQUEST,
+            None,
+            (
+                *(
+                    Reason(r.rule, f"{r.message} (so the person has dispatcher access)", {**facts, **r.facts})
+                    for r in attachment_reasons
+                ),
+                *approval,
+            ),
         )
     if not attachment_effective:
         return ReferralRoute(

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date
+from enum import StrEnum
 from typing import Any, Final
 
 from server.domain.coverage import evaluate_coverage
@@ -64,6 +65,84 @@ def letter_validity(issued_on: date, months: int = DEFAULT_VALIDITY_MONTHS) -> d
     if months < 1:
         raise InvalidInput("a letter is valid for at least one month", details={"months": months})
     return add_months(issued_on, months)
+
+
+def capped_validity(issued_on: date, policy: PolicyFacts) -> tuple[date, Reason | None]:
+    """A letter's last valid day: one month from issue, but never past the policy's last day (R3.3, R10.3).
+
+    No approval reaches past the policy's end (R10.3): a letter issued on 2026-12-15 under a policy
+    ending 2026-12-31 is valid until 2026-12-31, not 2027-01-15.
+
+    Args:
+        issued_on: Day of issue (or of the re-approval).
+        policy: The person's policy.
+
+    Returns:
+        The inclusive end and, when the policy's end cut the month short, the R10.3 reason saying so.
+    """
+    month_end = letter_validity(issued_on)
+    if month_end <= policy.ends_on:
+        return month_end, None
+    return policy.ends_on, Reason(
+        "R10.3",
+        f"valid until {policy.ends_on.isoformat()}, the last day of policy {policy.number}, not "
+        f"{month_end.isoformat()}: no approval reaches past the policy's end",
+        {
+            "policy_number": policy.number,
+            "ends_on": policy.ends_on.isoformat(),
+            "month_end": month_end.isoformat(),
+            "issued_on": issued_on.isoformat(),
+        },
+    )
+
+
+class LetterState(StrEnum):
+    """What the coverage card says about a letter of guarantee on a day (R3.3, R10.3)."""
+
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    ENDED_WITH_POLICY = "ended_with_policy"
+    NOT_YET_VALID = "not_yet_valid"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+def letter_state(letter: LetterFacts, policy: PolicyFacts, on: date) -> tuple[LetterState, Reason]:
+    """The state of a letter on ``on`` and why, so the card shows why a letter ended (R3.3, R10.2, R10.3).
+
+    A letter never outlives its policy: past the policy's last day it has ended with the policy,
+    whatever its own validity says (letters issued before R10.3 capped them may run longer).
+
+    Args:
+        letter: The letter.
+        policy: The policy of the person it was issued for.
+        on: The day shown (the person's local date, R10.3).
+
+    Returns:
+        The state and a reason citing the rule that decided it.
+    """
+    facts = {**_letter_facts(letter), "on": on.isoformat(), "policy_ends_on": policy.ends_on.isoformat()}
+    if letter.status is LetterStatus.CLOSED:
+        return LetterState.CLOSED, Reason("R2.5", f"letter {letter.number} closed: treatment complete", facts)
+    if letter.status is LetterStatus.CANCELLED:
+        return LetterState.CANCELLED, Reason("R2.5", f"letter {letter.number} cancelled", facts)
+    if on < letter.issued_on:
+        return LetterState.NOT_YET_VALID, Reason(
+            "R3.3", f"letter {letter.number} is valid from {letter.issued_on.isoformat()}", facts
+        )
+    if on > policy.ends_on:
+        return LetterState.ENDED_WITH_POLICY, Reason(
+            "R10.3",
+            f"letter {letter.number} ended with policy {policy.number} on {policy.ends_on.isoformat()}",
+            facts,
+        )
+    if on > letter.valid_until:
+        return LetterState.EXPIRED, Reason(
+            "R3.3", f"letter {letter.number} expired on {letter.valid_until.isoformat()}", facts
+        )
+    return LetterState.ACTIVE, Reason(
+        "R3.3", f"letter {letter.number} is valid until {letter.valid_until.isoformat()}", facts
+    )
 
 
 def format_number(prefix: str, year: int, seq: int) -> str:
@@ -219,7 +298,7 @@ def check_letter_issue(
         )
     if failures:
         return Decision.deny(*failures)
-    valid_until = letter_validity(on)
+    valid_until, capped = capped_validity(on, policy)
     return Decision.allow(
         Reason(
             "R2.5",
@@ -233,12 +312,19 @@ def check_letter_issue(
                 "insured_event_id": event.id,
             },
         ),
+        *((capped,) if capped else ()),
         *coverage.reasons,
     )
 
 
 def draft_letter(
-    number: str, clinic: ClinicFacts, services: Iterable[str], event: InsuredEventFacts, on: date
+    number: str,
+    clinic: ClinicFacts,
+    services: Iterable[str],
+    event: InsuredEventFacts,
+    on: date,
+    *,
+    policy: PolicyFacts,
 ) -> LetterFacts:
     """The letter to store once ``check_letter_issue`` allowed it.
 
@@ -248,9 +334,10 @@ def draft_letter(
         services: The agreed services.
         event: The insured event.
         on: Day of issue.
+        policy: The person's policy; the letter ends with it at the latest (R10.3).
 
     Returns:
-        An active letter valid one month (R3.3).
+        An active letter valid one month (R3.3), capped at the policy's last day (R10.3).
     """
     parse_letter_number(number)
     return LetterFacts(
@@ -258,7 +345,7 @@ def draft_letter(
         clinic_id=clinic.id,
         services=frozenset(normalize_services(services)),
         issued_on=on,
-        valid_until=letter_validity(on),
+        valid_until=capped_validity(on, policy)[0],
         status=LetterStatus.ACTIVE,
         insured_event_id=event.id,
     )
@@ -290,7 +377,7 @@ def _letter_facts(letter: LetterFacts) -> dict[str, Any]:
     }
 
 
-def check_letter_extension(letter: LetterFacts, event: InsuredEventFacts, on: date) -> Decision:
+def check_letter_extension(letter: LetterFacts, event: InsuredEventFacts, on: date, *, policy: PolicyFacts) -> Decision:
     """Whether the console may re-approve a letter for another month (R3.3).
 
     An expired letter whose treatment is not complete needs a new approval; extending the letter
@@ -300,6 +387,7 @@ def check_letter_extension(letter: LetterFacts, event: InsuredEventFacts, on: da
         letter: The letter.
         event: Its insured event; treatment must still be going on.
         on: The day of the new approval.
+        policy: The person's policy: no re-approval outside it, none reaching past its end (R10.2, R10.3).
 
     Returns:
         ``allowed`` with the new validity end, or why not.
@@ -321,8 +409,26 @@ def check_letter_extension(letter: LetterFacts, event: InsuredEventFacts, on: da
         )
     if on < letter.issued_on:
         raise InvalidInput("a letter cannot be extended before it is issued", details=facts)
-    new_until = letter_validity(on)
+    if not policy.is_valid_on(on):
+        return Decision.deny(
+            Reason(
+                "R10.2",
+                f"policy {policy.number} is not valid on {on.isoformat()} (it runs {policy.starts_on.isoformat()} "
+                f"to {policy.ends_on.isoformat()}): no re-approval",
+                {**facts, "on": on.isoformat(), "policy_number": policy.number},
+            )
+        )
+    new_until, capped = capped_validity(on, policy)
     if new_until <= letter.valid_until:
+        if capped is not None:
+            return Decision.deny(
+                Reason(
+                    "R10.3",
+                    f"letter {letter.number} is already valid until {letter.valid_until.isoformat()} and policy "
+                    f"{policy.number} ends on {policy.ends_on.isoformat()}: no extension reaches past the policy's end",
+                    {**facts, "on": on.isoformat(), "ends_on": policy.ends_on.isoformat()},
+                )
+            )
         return Decision.deny(
             Reason(
                 "R3.3",
@@ -337,17 +443,19 @@ def check_letter_extension(letter: LetterFacts, event: InsuredEventFacts, on: da
             f"letter {letter.number} ({state}, was valid until {letter.valid_until.isoformat()}) is re-approved "
             f"until {new_until.isoformat()}: treatment is not complete",
             {**facts, "new_valid_until": new_until.isoformat(), "on": on.isoformat()},
-        )
+        ),
+        *((capped,) if capped else ()),
     )
 
 
-def extend_letter(letter: LetterFacts, event: InsuredEventFacts, on: date) -> LetterTransition:
-    """Extend a letter by one month from ``on`` (R3.3).
+def extend_letter(letter: LetterFacts, event: InsuredEventFacts, on: date, *, policy: PolicyFacts) -> LetterTransition:
+    """Extend a letter by one month from ``on``, never past the policy's end (R3.3, R10.3).
 
     Args:
         letter: The letter.
         event: Its open insured event.
         on: Day of the new approval.
+        policy: The person's policy.
 
     Returns:
         The extended letter and its reasons.
@@ -355,10 +463,10 @@ def extend_letter(letter: LetterFacts, event: InsuredEventFacts, on: date) -> Le
     Raises:
         RuleViolation: when ``check_letter_extension`` refuses (reasons included).
     """
-    decision = check_letter_extension(letter, event, on)
+    decision = check_letter_extension(letter, event, on, policy=policy)
     if not decision.allowed:
         raise RuleViolation(decision.reasons[0].message, reasons=decision.reasons)
-    return LetterTransition(replace(letter, valid_until=letter_validity(on)), decision.reasons)
+    return LetterTransition(replace(letter, valid_until=capped_validity(on, policy)[0]), decision.reasons)
 
 
 def _finish(letter: LetterFacts, target: LetterStatus, on: date, why: str) -> LetterTransition:

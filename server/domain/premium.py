@@ -42,13 +42,16 @@ def additional_premium(program: ProgramFacts) -> Decimal:
     Returns:
         ``tariff_registry - tariff_dispatcher``, in kopecks; positive because registry costs more (R8.1).
 
+    A program sold as dispatcher-only still has a registry tariff (R4.1): the switch then changes
+    the program, at the same difference.
+
     Raises:
-        RuleViolation: the program does not offer registry (R4.1).
+        RuleViolation: the program has no registry tariff (R4.1: every program needs one).
     """
-    if not program.registry_offered or program.tariff_registry is None:
+    if program.tariff_registry is None:
         reason = Reason(
             "R4.1",
-            f"{program.label} does not offer the registry service type",
+            f"{program.label} has no registry tariff for its price category: the insurer must set one",
             {"program_id": program.id},
         )
         raise RuleViolation(reason.message, reasons=(reason,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -29,6 +29,9 @@ class PointKind(StrEnum):
 class DayHours:
     """Opening hours of one day, local time: open from ``opens`` until before ``closes``.
 
+    A ``closes`` earlier than ``opens`` is a shift across midnight (Fri 20:00-02:00 closes at 02:00
+    on Saturday): the part after midnight belongs to the shift that began the day before (R9.5).
+
     Attributes:
         opens: Opening time.
         closes: Closing time; ``None`` means midnight at the end of the day (open until 24:00).
@@ -40,15 +43,26 @@ class DayHours:
     def __post_init__(self) -> None:
         if self.opens.tzinfo is not None or (self.closes is not None and self.closes.tzinfo is not None):
             raise InvalidInput("opening hours are local wall-clock times, without a time zone")
-        if self.closes is not None and self.closes <= self.opens:
+        if self.closes is not None and self.closes == self.opens:
             raise InvalidInput(
-                "a day's hours must close after they open (overnight hours are two days)",
+                "a day's hours must close at another time than they open (all day is 00:00-24:00)",
                 details={"opens": self.opens.isoformat(), "closes": self.closes.isoformat()},
             )
 
+    @property
+    def overnight(self) -> bool:
+        """The shift runs past midnight into the next day (R9.5)."""
+        return self.closes is not None and self.closes < self.opens
+
     def contains(self, moment: time) -> bool:
-        """Whether the local wall-clock ``moment`` is within the hours."""
-        return self.opens <= moment and (self.closes is None or moment < self.closes)
+        """Whether the local wall-clock ``moment`` is within the part of the hours on their own day."""
+        if self.closes is None or self.overnight:
+            return self.opens <= moment
+        return self.opens <= moment < self.closes
+
+    def contains_after_midnight(self, moment: time) -> bool:
+        """Whether ``moment`` on the next day is within the shift's part after midnight (R9.5)."""
+        return self.closes is not None and self.overnight and moment < self.closes
 
     def __str__(self) -> str:
         closes = "24:00" if self.closes is None else self.closes.strftime("%H:%M")
@@ -242,11 +256,29 @@ class DispatchPoint:
         Returns:
             True within its local hours (and, for a branch curator, on a business day).
         """
+        return self.shift_day(now) is not None
+
+    def shift_day(self, now: datetime) -> date | None:
+        """The local day whose hours cover ``now``, or ``None`` when closed (R9.2, R9.5).
+
+        After midnight, a shift that began the day before (Fri 20:00-02:00 at Sat 01:00) is that
+        day's: its weekday's hours and, for a branch curator, whether that day is a business day.
+        """
         local = self.local_time(now)
-        hours = self.hours[local.weekday()]
-        if hours is None or not hours.contains(local.time()):
-            return False
-        return self.kind is not PointKind.BRANCH_CURATOR or is_business_day(local.date())
+        moment = local.time()
+        today = local.date()
+        yesterday = today - timedelta(days=1)
+        candidates = (
+            (today, self.hours[today.weekday()], False),
+            (yesterday, self.hours[yesterday.weekday()], True),
+        )
+        for day, hours, after_midnight in candidates:
+            if hours is None:
+                continue
+            inside = hours.contains_after_midnight(moment) if after_midnight else hours.contains(moment)
+            if inside and (self.kind is not PointKind.BRANCH_CURATOR or is_business_day(day)):
+                return day
+        return None
 
     def describe(self) -> str:
         """The point's hours for messages, e.g. ``"Mon-Sat 08:00-20:00 Asia/Yekaterinburg"``."""
@@ -416,7 +448,8 @@ def who_answers(city: str, points: Iterable[DispatchPoint], now: datetime) -> Ro
     branches = _city_points(city, candidates, PointKind.BRANCH_CURATOR)
     for branch in branches:
         local = branch.local_time(now)
-        if branch.is_open(now):
+        shift_day = branch.shift_day(now)
+        if shift_day is not None:
             reasons.append(
                 Reason(
                     "R9.2",
@@ -425,6 +458,15 @@ def who_answers(city: str, points: Iterable[DispatchPoint], now: datetime) -> Ro
                     _point_facts(branch, local),
                 )
             )
+            if shift_day != local.date():
+                reasons.append(
+                    Reason(
+                        "R9.5",
+                        f"after midnight: the branch's shift that began on {shift_day.strftime('%a')} "
+                        f"{shift_day.isoformat()} is still on",
+                        {"shift_day": shift_day.isoformat(), "local_time": local.isoformat()},
+                    )
+                )
             return RoutingDecision(branch, tuple(reasons), local)
         reasons.append(
             Reason(
@@ -491,3 +533,66 @@ def card_phone(city: str, points: Iterable[DispatchPoint]) -> RoutingDecision:
             ),
         ),
     )
+
+
+# Time zones of the cities insured persons live in, for "that day" (R10.3) where no desk of the city
+# has a zone on record. Keys are ``city_key`` forms; a city not listed falls back to Moscow time,
+# the time of the federal line that answers it (R9.3).
+CITY_TIMEZONES: Final[Mapping[str, str]] = {
+    "moscow": "Europe/Moscow",
+    "st petersburg": "Europe/Moscow",
+    "kazan": "Europe/Moscow",
+    "nizhny novgorod": "Europe/Moscow",
+    "kaliningrad": "Europe/Kaliningrad",
+    "samara": "Europe/Samara",
+    "ekaterinburg": "Asia/Yekaterinburg",
+    "chelyabinsk": "Asia/Yekaterinburg",
+    "perm": "Asia/Yekaterinburg",
+    "ufa": "Asia/Yekaterinburg",
+    "omsk": "Asia/Omsk",
+    "novosibirsk": "Asia/Novosibirsk",
+    "krasnoyarsk": "Asia/Krasnoyarsk",
+    "irkutsk": "Asia/Irkutsk",
+    "yakutsk": "Asia/Yakutsk",
+    "khabarovsk": "Asia/Vladivostok",
+    "vladivostok": "Asia/Vladivostok",
+    "magadan": "Asia/Magadan",
+    "petropavlovsk kamchatsky": "Asia/Kamchatka",
+    "kamchatka": "Asia/Kamchatka",
+    "петропавловск камчатский": "Asia/Kamchatka",
+    "владивосток": "Asia/Vladivostok",
+}
+DEFAULT_TIMEZONE: Final = "Europe/Moscow"
+
+
+def person_timezone(city: str, points: Iterable[DispatchPoint] = ()) -> str:
+    """The insured person's time zone: their city's, the same local time routing uses (R9, R10.3).
+
+    Args:
+        city: The person's city.
+        points: Known dispatch points; the zone of the city's console or branch comes first.
+
+    Returns:
+        An IANA zone name; Moscow time when the city is unknown.
+    """
+    key = city_key(city)
+    for kind in (PointKind.CONSOLE, PointKind.BRANCH_CURATOR):
+        for point in _city_points(city, points, kind):
+            return point.timezone
+    return CITY_TIMEZONES.get(key, DEFAULT_TIMEZONE)
+
+
+def local_date(now: datetime, timezone: str) -> date:
+    """ "That day" for a person: the calendar date at ``now`` in their zone (R10.3).
+
+    A person in Kamchatka asking at 2027-01-01 08:00 local time (2026-12-31 23:00 in Moscow) is
+    served on 2027-01-01: the policy valid that day and that day's allowance.
+
+    Args:
+        now: A timezone-aware moment.
+        timezone: The person's IANA zone (``person_timezone``).
+
+    Returns:
+        The local calendar date.
+    """
+    return _aware(now).astimezone(ZoneInfo(timezone)).date()

@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Final
 
+from server.domain.calendar import next_business_day
 from server.domain.clinics import ClinicPurpose, check_clinic_choice
 from server.domain.coverage_types import (
     ClinicFacts,
@@ -59,7 +60,9 @@ def check_service_type_change(
 
     Before the policy starts the type is still being chosen at conclusion (R1.4) and may be
     changed freely (within R1.3, R4.1, R5.3). During the policy only dispatcher -> registry is
-    possible (R4), and the choice is final: no other clinic (R5.1), no way back (R5.2). After the
+    possible (R4), and the choice is final: no other clinic (R5.1) unless the attached one left the
+    program's list (R5.4), no way back (R5.2). A switch too late for its first attachment letter to
+    reach the clinic before the policy ends is refused (R7.7). After the
     policy's end nothing changes on it.
 
     Args:
@@ -123,12 +126,15 @@ def check_service_type_change(
         )
 
     # target is registry
+    replacing = False
     if current is ServiceType.REGISTRY:
         if clinic is None or clinic.id == insured.attached_clinic_id:
             return Decision.deny(
                 Reason("R1.1", "the person already has the registry service type at this clinic", facts)
             )
-        if not concluding:
+        # R5.4: a clinic that left the program's list is the one exception to R5.1.
+        replacing = not concluding and insured.attached_clinic_id not in program.clinic_ids
+        if not concluding and not replacing:
             return Decision.deny(
                 Reason(
                     "R5.1",
@@ -139,8 +145,27 @@ def check_service_type_change(
             )
 
     failures: list[Reason] = []
-    if not program.registry_offered or program.tariff_registry is None:
-        failures.append(Reason("R4.1", f"{program.label} does not offer the registry service type", facts))
+    if program.tariff_registry is None:
+        failures.append(
+            Reason(
+                "R4.1",
+                f"{program.label} has no registry tariff for its price category: the insurer must set one before "
+                "anyone can switch",
+                facts,
+            )
+        )
+    if not concluding and not replacing and current is ServiceType.DISPATCHER:
+        send_on = next_business_day(on)
+        if send_on > policy.ends_on:
+            failures.append(
+                Reason(
+                    "R7.7",
+                    f"the first attachment letter would reach the clinic on {send_on.isoformat()}, after policy "
+                    f"{policy.number} ends on {policy.ends_on.isoformat()}: the switch would attach the person for "
+                    "no day, so nothing is charged",
+                    {**facts, "send_on": send_on.isoformat(), "ends_on": policy.ends_on.isoformat()},
+                )
+            )
     if clinic is None:
         failures.append(Reason("R1.3", "registry needs exactly one clinic from the program, chosen now", facts))
         choice_reasons: tuple[Reason, ...] = ()
@@ -153,15 +178,41 @@ def check_service_type_change(
         return Decision.deny(*failures)
     assert clinic is not None  # narrowed by the failure above
 
+    if replacing:
+        return Decision.allow(
+            Reason(
+                "R5.4",
+                f"the attached clinic {insured.attached_clinic_id} has left the list of {program.label}: the person "
+                f"keeps registry and {clinic.name} (price category {clinic.price_category}) replaces it, with no "
+                "additional premium",
+                {**facts, "attached_clinic_id": insured.attached_clinic_id, "price_category": clinic.price_category},
+            ),
+            *choice_reasons,
+            Reason(
+                "R5.1",
+                f"the choice of {clinic.name} is final until policy {policy.number} ends",
+                {"ends_on": policy.ends_on.isoformat()},
+            ),
+        )
     when = (
         Reason("R1.4", "the policy has not started: the service type is chosen at conclusion", facts)
         if concluding
         else Reason("R1.4", f"policy {policy.number} is valid: the type may be changed during its validity", facts)
     )
     now_dispatcher = " and the person is dispatcher now" if current is ServiceType.DISPATCHER else ""
+    offer = (
+        Reason("R4.1", f"{program.label} offers the registry service type{now_dispatcher}", facts)
+        if program.registry_offered
+        else Reason(
+            "R4.1",
+            f"{program.label} was sold as dispatcher-only: the policyholder issues registry service by changing the "
+            f"program (R4.2-R4.4), at its registry tariff{now_dispatcher}",
+            {**facts, "registry_offered": False},
+        )
+    )
     reasons = [
         when,
-        Reason("R4.1", f"{program.label} offers the registry service type{now_dispatcher}", facts),
+        offer,
         Reason(
             "R4.2",
             f"exactly one clinic is named, {clinic.name}; all other clinics stay reachable through the console",
@@ -253,21 +304,34 @@ def plan_additional_agreement(
     Returns:
         The premium and its schedule, with the reasons.
 
+    Before the policy starts (R1.4) the same plan prices registry from the start: the difference is
+    due with the policy's schedule and nothing about registry is free.
+
     Raises:
-        RuleViolation: before the policy starts (R4.3), or when ``check_service_type_change`` refuses
-            (its reasons included).
+        RuleViolation: when ``check_service_type_change`` refuses (its reasons included).
     """
-    if agreed_on < policy.starts_on:
-        reason = Reason(
-            "R4.3",
-            f"policy {policy.number} starts on {policy.starts_on.isoformat()}: before that, registry is chosen in the "
-            "policy itself (R1.4), without an additional agreement",
-            {"policy_number": policy.number, "agreed_on": agreed_on.isoformat()},
-        )
-        raise RuleViolation(reason.message, reasons=(reason,))
     decision = check_service_type_change(insured, program, policy, ServiceType.REGISTRY, clinic, agreed_on)
     if not decision.allowed:
         raise RuleViolation(decision.reasons[0].message, reasons=decision.reasons)
+    if "R5.4" in decision.rules:
+        raise InvalidInput("replacing a clinic that left the program (R5.4) needs no additional agreement")
     premium = additional_premium(program)
     schedule = additional_agreement_schedule(policy, premium, agreed_on)
-    return AdditionalAgreementPlan(insured.id, clinic.id, premium, schedule, decision.reasons)
+    reasons = decision.reasons
+    if agreed_on < policy.starts_on:
+        reasons = (
+            *reasons,
+            Reason(
+                "R1.4",
+                f"registry chosen at conclusion is priced at the registry tariff from the start: the difference "
+                f"{premium} is scheduled with the policy, and the attachment letter follows the first payment of it",
+                {
+                    "policy_number": policy.number,
+                    "starts_on": policy.starts_on.isoformat(),
+                    "agreed_on": agreed_on.isoformat(),
+                    "premium": str(premium),
+                },
+            ),
+            Reason("R8.1", "registry costs more than dispatcher, also when chosen at conclusion", {}),
+        )
+    return AdditionalAgreementPlan(insured.id, clinic.id, premium, schedule, reasons)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from server.domain.coverage_types import ClinicFacts, LetterFacts
+from server.domain.coverage_types import ClinicFacts, LetterFacts, PolicyFacts
 from server.domain.decisions import Decision, Reason
 from server.domain.errors import InvalidInput, RuleViolation
 from server.domain.letters import normalize_services, service_key
@@ -20,6 +20,8 @@ def check_booking(
     clinic: ClinicFacts,
     services: Iterable[str],
     scheduled_at: datetime,
+    *,
+    policy: PolicyFacts | None = None,
 ) -> Decision:
     """Whether the console may book the visit under ``letter`` (R2.4).
 
@@ -30,6 +32,8 @@ def check_booking(
         clinic: The clinic being booked.
         services: The services booked.
         scheduled_at: Appointment time, timezone-aware, in the clinic's local time (its date is the visit day).
+        policy: The person's policy; a visit outside it is refused even under a letter that runs
+            longer (letters issued before R10.3 capped them).
 
     Returns:
         ``allowed`` citing the letter, or every mismatch.
@@ -58,6 +62,15 @@ def check_booking(
                 f"letter {letter.number} ({letter.status.value}, valid {letter.issued_on.isoformat()} to "
                 f"{letter.valid_until.isoformat()}) does not cover a visit on {day.isoformat()}",
                 facts,
+            )
+        )
+    if policy is not None and not policy.is_valid_on(day):
+        failures.append(
+            Reason(
+                "R10.3",
+                f"policy {policy.number} runs {policy.starts_on.isoformat()} to {policy.ends_on.isoformat()}: "
+                f"no visit on {day.isoformat()} can be booked under it",
+                {**facts, "policy_number": policy.number, "ends_on": policy.ends_on.isoformat()},
             )
         )
     named = {service_key(s) for s in letter.services}
@@ -120,6 +133,8 @@ def compose_visit_notice(
     scheduled_at: datetime,
     services: Iterable[str],
     letter: LetterFacts,
+    *,
+    policy: PolicyFacts | None = None,
 ) -> VisitNotice:
     """Compose the visit details the person is told (R2.6), after checking the booking (R2.4).
 
@@ -129,6 +144,7 @@ def compose_visit_notice(
         scheduled_at: Appointment time, timezone-aware, clinic local time.
         services: The services booked.
         letter: The letter of guarantee.
+        policy: The person's policy (a visit past its end is refused, R10.3).
 
     Returns:
         The notice with every R2.6 detail.
@@ -137,7 +153,7 @@ def compose_visit_notice(
         RuleViolation: when the booking does not fit the letter (R2.4) or a detail is missing (R2.6).
     """
     names = normalize_services(services)
-    booking = check_booking(letter, clinic, names, scheduled_at)
+    booking = check_booking(letter, clinic, names, scheduled_at, policy=policy)
     missing: list[Reason] = []
     doctor = " ".join(doctor_name.split())
     if not clinic.address.strip():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +25,6 @@ from server.db.repositories import dispatch as repo
 from server.db.uow import UnitOfWork
 from server.domain import letters as letter_rules
 from server.domain.approval import needs_approval
-from server.domain.consultation import match_open_event
 from server.domain.coverage import check_complaints, evaluate_coverage
 from server.domain.coverage_types import Component, EventStatus, ServiceType, parse_component
 from server.domain.decisions import Reason
@@ -62,7 +61,6 @@ from server.services.coverage_facts import (
     to_insured_event_facts,
     to_insured_facts,
     to_letter_facts,
-    to_open_event,
     to_policy_facts,
 )
 from server.services.identity import Principal
@@ -72,7 +70,6 @@ log = logging.getLogger(__name__)
 QUEUE_STATUSES: Final = ("open", "in_progress", "done", "cancelled")
 UNFINISHED: Final = ("open", "in_progress")
 RESOURCE_PERSON: Final = "insured_person"
-OPEN_EVENT_WINDOW: Final = timedelta(days=400)  # any open event of the policy year counts for R3.1
 
 
 # ----------------------------------------------------------------------------- results
@@ -613,7 +610,12 @@ async def issue_letter(
                 )
                 number = letter_rules.format_letter_number(year, seq)
                 facts = letter_rules.draft_letter(
-                    number, to_clinic_facts(clinic), services, to_insured_event_facts(event), day
+                    number,
+                    to_clinic_facts(clinic),
+                    services,
+                    to_insured_event_facts(event),
+                    day,
+                    policy=records.policy_facts,
                 )
                 letter = LetterOfGuarantee(
                     number=number,
@@ -701,7 +703,9 @@ async def change_letter(
         letter, event, clinic = await _letter_with_event_txn(session, letter_id)
         facts = to_letter_facts(letter)
         if action == "extend":
-            transition = letter_rules.extend_letter(facts, to_insured_event_facts(event), day)
+            owner = await require_person_txn(session, letter.insured_person_id)
+            policy = (await load_coverage_records(session, owner)).policy_facts
+            transition = letter_rules.extend_letter(facts, to_insured_event_facts(event), day, policy=policy)
             letter.valid_until = transition.letter.valid_until
         elif action == "close":
             transition = letter_rules.close_letter(facts, day)
@@ -765,7 +769,11 @@ async def book_visit(
         letter, event, clinic = await _letter_with_event_txn(session, letter_id)
         points = await points_txn(session)
         local = scheduled_at.astimezone(clinic_timezone(clinic.city, points))
-        notice = compose_visit_notice(to_clinic_facts(clinic), doctor_name, local, services, to_letter_facts(letter))
+        owner = await require_person_txn(session, letter.insured_person_id)
+        policy = (await load_coverage_records(session, owner)).policy_facts
+        notice = compose_visit_notice(
+            to_clinic_facts(clinic), doctor_name, local, services, to_letter_facts(letter), policy=policy
+        )
         visit = Visit(
             insured_event_id=event.id,
             letter_id=letter.id,
@@ -812,7 +820,8 @@ async def approval_check(
         services: The services requested or prescribed.
         on: The day of the visit (default: today).
         insured_event_id: The event the visit belongs to, if known.
-        complaints: Without an event: the complaints, matched against the person's open events (R3.1).
+        complaints: Without an event: the complaints; they make a new insured event (R3.1, R11.5), since
+            which open event a visit continues is named, never guessed from words.
         new_event: The visit is for new complaints (R3.1).
 
     Returns:
@@ -863,31 +872,18 @@ async def approval_check(
                     )
                 )
         elif complaints and not new_event:
-            # R3.1: the same complaints as an open event continue it; new complaints are a new event.
-            open_events = await repo.events_of_person(session, person.id, statuses=[EventStatus.OPEN.value])
-            matched = match_open_event(
-                [to_open_event(e) for e in open_events], complaints, None, ctx.clock.now(), window=OPEN_EVENT_WINDOW
+            # R11.5: whether complaints continue an open event is decided by a person (the event id),
+            # never guessed from words; complaints given without an event are a new insured event (R3.1).
+            is_new = True
+            letters = []
+            context.append(
+                Reason(
+                    "R11.5",
+                    "complaints were given without naming one of the person's open insured events: they are a new "
+                    "insured event (name the event to continue it)",
+                    {"insured_event_id": None},
+                )
             )
-            if matched is None:
-                is_new = True
-                letters = []
-                context.append(
-                    Reason(
-                        "R3.1",
-                        "these complaints match no open insured event: a new insured event",
-                        {"open_events": [e.id for e in open_events]},
-                    )
-                )
-            else:
-                insured_event_id = matched.id
-                letters = await repo.letters_of_event(session, matched.id)
-                context.append(
-                    Reason(
-                        "R3.1",
-                        f"the same complaints as open insured event {matched.id}: the visit continues it",
-                        {"insured_event_id": matched.id},
-                    )
-                )
         else:
             letters = [] if new_event else await repo.letters_of_open_events(session, person.id)
         attachment_rows = (

@@ -376,10 +376,12 @@ async def test_approval_check_new_event_needs_approval_r3_1(client: TestClient, 
     assert status == 200 and body["needs_approval"] is True and "R3.1" in rules_of(body)
 
 
-async def test_approval_check_new_complaints_are_a_new_event_r3_1(client: TestClient, factories: Factories) -> None:
-    """Complaints that match no open event make a new insured event; matching ones continue it."""
+async def test_approval_check_new_complaints_are_a_new_event_never_guessed_from_words_R3_1_R11_5(
+    client: TestClient, factories: Factories
+) -> None:
+    """Item 6: "Chest pain" no longer reuses the "Stomach pain" letter; only naming the event continues it."""
     world = await build_world(client, factories)
-    event = await open_covered_event(client, world, complaints="severe knee pain after running")
+    event = await open_covered_event(client, world, complaints="Stomach pain")
     await issue_letter(client, world, event["id"], world.clinic.id, ["consultation"])
     _, new = await _check(
         client,
@@ -387,18 +389,29 @@ async def test_approval_check_new_complaints_are_a_new_event_r3_1(client: TestCl
         insured_person_id=world.person.id,
         clinic_id=world.clinic.id,
         services=["consultation"],
-        complaints="rash on both hands",
+        complaints="Chest pain",
     )
-    assert new["needs_approval"] is True and new["new_event"] is True and "R3.1" in rules_of(new)
+    assert new["needs_approval"] is True and new["new_event"] is True
+    assert new["letter"] is None
+    assert {"R3.1", "R11.5"} <= set(rules_of(new))
     _, same = await _check(
         client,
         world.dispatcher,
         insured_person_id=world.person.id,
         clinic_id=world.clinic.id,
         services=["consultation"],
-        complaints="knee pain after running again",
+        complaints="Stomach pain",
     )
-    assert same["needs_approval"] is False and same["insured_event_id"] == event["id"]
+    assert same["needs_approval"] is True and same["new_event"] is True  # the same words do not decide either
+    _, named = await _check(
+        client,
+        world.dispatcher,
+        insured_person_id=world.person.id,
+        clinic_id=world.clinic.id,
+        services=["consultation"],
+        insured_event_id=event["id"],
+    )
+    assert named["needs_approval"] is False and named["insured_event_id"] == event["id"]
 
 
 async def test_approval_check_service_not_in_the_letter_r3_2(client: TestClient, factories: Factories) -> None:

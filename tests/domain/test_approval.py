@@ -241,3 +241,29 @@ def test_an_expired_letter_never_authorizes_a_visit_property_R3_3(
         assert decision.needs_approval
     if not decision.needs_approval:
         assert decision.letter is not None
+
+
+def test_registry_person_whose_clinic_left_the_program_is_served_through_the_console_R5_4() -> None:
+    """The attachment is still in force on paper, but the clinic left the list: every visit needs the console."""
+    decision = needs_approval(
+        registry(CLINIC_CAT2),
+        CLINIC_CAT2,
+        ["MRI"],
+        date(2026, 2, 1),
+        new_event=True,
+        attachment_letters=[attachment()],
+        attached_clinic_listed=False,
+    )
+    assert decision.needs_approval
+    assert decision.channel is BookingChannel.CONSOLE
+    assert decision.rules == ("R5.4", "R3.1")
+    assert decision.reasons[0].facts["attached_clinic_id"] == CLINIC_CAT2
+
+
+def test_letter_of_one_event_does_not_cover_a_visit_for_new_complaints_R11_5_R3_1() -> None:
+    """A valid letter for stomach pain never covers chest pain: new complaints are a new event."""
+    decision = needs_approval(
+        dispatcher(), CLINIC_CAT2, ["blood test"], IN_LETTER, new_event=True, letters=[make_letter()]
+    )
+    assert decision.needs_approval and decision.letter is None
+    assert decision.rules == ("R3.1",)

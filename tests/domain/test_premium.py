@@ -30,10 +30,17 @@ def test_registry_costs_more_so_the_premium_is_positive_R8_1() -> None:
     assert additional_premium(program) == Decimal("0.01")
 
 
-def test_no_premium_when_the_program_does_not_offer_registry_R4_1() -> None:
+def test_no_premium_without_a_registry_tariff_R4_1() -> None:
     with pytest.raises(RuleViolation) as err:
         additional_premium(make_program(registry_offered=False, tariff_registry=None))
     assert err.value.rules == ("R4.1",)
+    assert err.value.reasons[0].facts == {"program_id": 1}
+
+
+def test_dispatcher_only_program_still_prices_the_switch_at_its_registry_tariff_R4_1_R4_5() -> None:
+    """R4.1 corrected: a program sold as dispatcher-only is switched by changing the program."""
+    program = make_program(registry_offered=False, tariff_registry=Decimal("42500.50"))
+    assert additional_premium(program) == Decimal("12500.50")
 
 
 def test_lump_sum_policy_pays_the_whole_premium_at_agreement_R4_4() -> None:

@@ -149,7 +149,7 @@ def test_hours_are_described_for_people_R9_1() -> None:
 def test_bad_hours_and_zones_are_refused() -> None:
     """R9.1, R9.2: hours are local wall-clock times in a known IANA zone."""
     with pytest.raises(InvalidInput):
-        DayHours(time(20, 0), time(8, 0))
+        DayHours(time(20, 0), time(20, 0))
     with pytest.raises(InvalidInput):
         weekly_hours([7], time(8, 0), time(9, 0))
     with pytest.raises(InvalidInput):
@@ -211,3 +211,76 @@ def test_routing_with_any_points_returns_someone_open_property_R9(
     assert decision.point.is_open(moment)
     if decision.point.kind is PointKind.CONSOLE:
         assert city_key(decision.point.city) == city_key(city)
+
+
+# ----------------------------------------------------------------------------- R9.5 shifts across midnight, R10.3
+
+from datetime import date  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from server.domain.routing import local_date, person_timezone  # noqa: E402
+
+MSK = ZoneInfo("Europe/Moscow")
+FRIDAY_NIGHT = DispatchPoint(
+    PointKind.BRANCH_CURATOR,
+    "Kazan",
+    "VHI curator, Kazan branch (night)",
+    "+7 843 000-00-01",
+    "Europe/Moscow",
+    (None, None, None, None, DayHours(time(20, 0), time(2, 0)), None, None),
+)
+
+
+def test_branch_shift_across_midnight_answers_after_midnight_R9_5() -> None:
+    """Fri 2026-12-04 20:00 - Sat 02:00: a call on Saturday at 01:00 belongs to Friday's shift."""
+    decision = who_answers("Kazan", [FRIDAY_NIGHT], datetime(2026, 12, 5, 1, 0, tzinfo=MSK))
+    assert decision.point is FRIDAY_NIGHT
+    assert decision.rules == ("R9.2", "R9.5")
+    assert decision.reasons[1].facts["shift_day"] == "2026-12-04"
+
+
+def test_branch_shift_across_midnight_boundaries_R9_5() -> None:
+    """Open at 20:00 sharp and until 01:59; closed at 02:00 and before 20:00; Thursday night is not Friday's."""
+    assert FRIDAY_NIGHT.is_open(datetime(2026, 12, 4, 20, 0, tzinfo=MSK))
+    assert not FRIDAY_NIGHT.is_open(datetime(2026, 12, 4, 19, 59, tzinfo=MSK))
+    assert FRIDAY_NIGHT.is_open(datetime(2026, 12, 4, 23, 59, tzinfo=MSK))
+    assert FRIDAY_NIGHT.is_open(datetime(2026, 12, 5, 1, 59, tzinfo=MSK))
+    assert not FRIDAY_NIGHT.is_open(datetime(2026, 12, 5, 2, 0, tzinfo=MSK))
+    assert not FRIDAY_NIGHT.is_open(datetime(2026, 12, 4, 1, 0, tzinfo=MSK))  # Friday 01:00: Thursday had no shift
+    assert FRIDAY_NIGHT.shift_day(datetime(2026, 12, 4, 21, 0, tzinfo=MSK)) == date(2026, 12, 4)
+    assert FRIDAY_NIGHT.shift_day(datetime(2026, 12, 5, 1, 0, tzinfo=MSK)) == date(2026, 12, 5) - timedelta(days=1)
+    assert (
+        who_answers("Kazan", [FRIDAY_NIGHT], datetime(2026, 12, 5, 2, 0, tzinfo=MSK)).point.kind
+        is PointKind.FEDERAL_LINE
+    )
+
+
+def test_shift_after_midnight_follows_the_business_day_it_began_on_R9_5_R9_2() -> None:
+    """A shift beginning on a public holiday (Fri 2026-01-02) is off, also after midnight."""
+    assert not FRIDAY_NIGHT.is_open(datetime(2026, 1, 3, 1, 0, tzinfo=MSK))
+    assert not FRIDAY_NIGHT.is_open(datetime(2026, 1, 2, 21, 0, tzinfo=MSK))
+
+
+def test_overnight_hours_round_trip_and_describe_R9_5() -> None:
+    hours = hours_from_json({"4": ["20:00", "02:00"]})
+    assert hours[4] == DayHours(time(20, 0), time(2, 0)) and hours[4] is not None and hours[4].overnight
+    assert hours_to_json(hours)["4"] == ["20:00", "02:00"]
+    assert describe_hours(hours) == "Fri 20:00-02:00"
+    assert not DayHours(time(8, 0), time(20, 0)).overnight
+    assert not DayHours(time(8, 0), None).overnight
+    assert not DayHours(time(8, 0), time(20, 0)).contains_after_midnight(time(1, 0))
+
+
+def test_that_day_is_the_persons_local_date_R10_3() -> None:
+    """Kamchatka at 2027-01-01 08:00 local is still 2026-12-31 in Moscow: served on 2027-01-01."""
+    tz = person_timezone("Petropavlovsk-Kamchatsky")
+    assert tz == "Asia/Kamchatka"
+    moment = datetime(2027, 1, 1, 8, 0, tzinfo=ZoneInfo(tz))
+    assert local_date(moment, tz) == date(2027, 1, 1)
+    assert local_date(moment, person_timezone("Moscow")) == date(2026, 12, 31)
+    # a city's desk zone comes first; an unknown city is on Moscow time (the federal line's)
+    assert person_timezone("Yekaterinburg", DEFAULT_DISPATCH_POINTS) == "Asia/Yekaterinburg"
+    assert person_timezone("Novosibirsk", DEMO_BRANCH_CURATORS) == "Asia/Novosibirsk"
+    assert person_timezone("Atlantis") == "Europe/Moscow"
+    with pytest.raises(InvalidInput):
+        local_date(datetime(2027, 1, 1, 8, 0), tz)

@@ -84,10 +84,71 @@ def test_access_system_clinic_is_allowed_and_flags_the_pass_R6_4() -> None:
     assert "R6.4" in decision.rules
 
 
-def test_registry_refused_when_the_program_does_not_offer_it_R4_1() -> None:
+def test_registry_refused_only_when_the_program_has_no_registry_tariff_R4_1() -> None:
     decision = change(dispatcher(), "registry", registry_offered=False, tariff_registry=None)
     assert not decision.allowed
     assert decision.rules == ("R4.1",)
+    assert "no registry tariff" in decision.reasons[0].message
+
+
+def test_dispatcher_only_program_switches_to_registry_by_changing_the_program_R4_1() -> None:
+    """R4.1 (corrected 2026-12-01): sold as dispatcher-only, the switch is still allowed, at the registry tariff."""
+    decision = change(dispatcher(), "registry", registry_offered=False)
+    assert decision.allowed
+    offer = next(r for r in decision.reasons if r.rule == "R4.1")
+    assert offer.facts["registry_offered"] is False
+    assert "changing the program" in offer.message
+    assert next(r for r in decision.reasons if r.rule == "R4.5").facts["additional_premium"] == "12500.50"
+
+
+def test_switch_whose_letter_cannot_reach_the_clinic_before_the_end_is_refused_R7_7() -> None:
+    """Agreed on the policy's last working day: the letter would go out on 2027-01-11, after the end."""
+    decision = change(dispatcher(), "registry", on=date(2026, 12, 30))
+    assert not decision.allowed
+    assert decision.rules == ("R7.7",)
+    assert decision.reasons[0].facts["send_on"] == "2027-01-11"
+    assert decision.reasons[0].facts["ends_on"] == "2026-12-31"
+    with pytest.raises(RuleViolation) as err:
+        plan_additional_agreement(dispatcher(), make_program(), make_policy(), CLINICS[CLINIC_CAT2], date(2026, 12, 31))
+    assert err.value.rules == ("R7.7",)
+
+
+def test_switch_whose_letter_reaches_the_clinic_on_the_last_day_is_allowed_R7_7() -> None:
+    """Boundary: sent on the policy's last day attaches for that day (send_on == ends_on is allowed)."""
+    ends_fri = make_policy(ends_on=date(2026, 12, 25))  # Fri; agreed Thu 12-24, sent Fri 12-25
+    decision = check_service_type_change(
+        dispatcher(), make_program(), ends_fri, "registry", CLINICS[CLINIC_CAT2], date(2026, 12, 24)
+    )
+    assert decision.allowed
+    decision = check_service_type_change(
+        dispatcher(), make_program(), ends_fri, "registry", CLINICS[CLINIC_CAT2], date(2026, 12, 25)
+    )
+    assert decision.rules == ("R7.7",)
+
+
+def test_attached_clinic_that_left_the_program_is_replaced_by_one_of_the_same_category_R5_4() -> None:
+    """The only exception to R5.1: the person keeps registry and names a new clinic, with no premium."""
+    listed_without_old = frozenset({CLINIC_CAT2_OTHER, CLINIC_CAT1})
+    decision = change(
+        registry(clinic_id=CLINIC_CAT2), "registry", clinic_id=CLINIC_CAT2_OTHER, clinic_ids=listed_without_old
+    )
+    assert decision.allowed
+    assert decision.rules[0] == "R5.4"
+    assert decision.reasons[0].facts["attached_clinic_id"] == CLINIC_CAT2
+    assert "R4.5" not in decision.rules
+    # still R5.3: a replacement of another category is refused
+    wrong = change(registry(clinic_id=CLINIC_CAT2), "registry", clinic_id=CLINIC_CAT1, clinic_ids=listed_without_old)
+    assert not wrong.allowed and "R5.3" in wrong.rules
+    # and while the clinic is still listed, R5.1 holds
+    assert change(registry(clinic_id=CLINIC_CAT2), "registry", clinic_id=CLINIC_CAT2_OTHER).rules == ("R5.1",)
+    with pytest.raises(InvalidInput):
+        plan_additional_agreement(
+            registry(clinic_id=CLINIC_CAT2),
+            make_program(clinic_ids=listed_without_old),
+            make_policy(),
+            CLINICS[CLINIC_CAT2_OTHER],
+            DURING,
+        )
 
 
 def test_registry_back_to_dispatcher_is_refused_during_the_policy_R5_2_R8_2() -> None:
@@ -166,13 +227,29 @@ def test_additional_agreement_refused_with_the_rules_reasons_R5_2() -> None:
     assert err.value.rules == ("R5.1",)
 
 
-def test_no_additional_agreement_before_the_policy_starts_R4_3() -> None:
-    with pytest.raises(RuleViolation) as err:
-        plan_additional_agreement(dispatcher(), make_program(), make_policy(), CLINICS[CLINIC_CAT2], BEFORE_START)
-    assert err.value.rules == ("R4.3",)
+def test_registry_chosen_before_the_policy_starts_is_priced_at_the_registry_tariff_R1_4_R8_1() -> None:
+    """Item 4: nothing about registry is free; the difference follows the policy's schedule."""
+    plan = plan_additional_agreement(
+        dispatcher(), make_program(), quarterly_policy(), CLINICS[CLINIC_CAT2], BEFORE_START
+    )
+    assert plan.premium == Decimal("12500.50")
+    assert sum(p.amount for p in plan.schedule) == Decimal("12500.50")
+    assert [p.due_on for p in plan.schedule] == [
+        BEFORE_START,
+        date(2026, 1, 1),
+        date(2026, 4, 1),
+        date(2026, 7, 1),
+        date(2026, 10, 1),
+    ]
+    priced = next(r for r in plan.reasons if r.rule == "R1.4" and "registry tariff" in r.message)
+    assert priced.facts["premium"] == "12500.50"
+    assert priced.facts["starts_on"] == "2026-01-01"
+    assert "R8.1" in [r.rule for r in plan.reasons]
 
 
 policy_days = st.integers(0, 364).map(lambda n: date(2026, 1, 1) + timedelta(days=n))
+# R7.7 refuses a switch in the last days of the year, so the premium's independence is checked before them.
+switch_days = st.integers(0, 340).map(lambda n: date(2026, 1, 1) + timedelta(days=n))
 
 
 @settings(deadline=None, max_examples=200)
@@ -193,8 +270,8 @@ def test_no_way_back_from_registry_within_a_policy_property_R5_1_R5_2(on: date, 
 
 @settings(deadline=None, max_examples=100)
 @given(
-    first=policy_days,
-    second=policy_days,
+    first=switch_days,
+    second=switch_days,
     dispatcher_kopecks=st.integers(0, 10**8),
     extra_kopecks=st.integers(1, 10**8),
 )
