@@ -268,18 +268,6 @@ def attachment_letter_for_payment(
             raise RuleViolation(reason.message, reasons=(reason,))
 
     send_on = next_business_day(bundled_on)
-    if send_on > policy.ends_on:
-        reason = Reason(
-            "R7.7",
-            f"the letter would reach {clinic.name} on {send_on.isoformat()}, after policy {policy.number} ends on "
-            f"{policy.ends_on.isoformat()}: it would attach the person for no day",
-            {
-                "send_on": send_on.isoformat(),
-                "ends_on": policy.ends_on.isoformat(),
-                "bundled_on": bundled_on.isoformat(),
-            },
-        )
-        raise RuleViolation(reason.message, reasons=(reason,))
     reasons = [
         Reason(
             "R7.1",
@@ -298,6 +286,18 @@ def attachment_letter_for_payment(
         (letter for letter in same_clinic if letter.valid_from <= bundled_on <= letter.valid_until),
         key=lambda letter: letter.valid_until,
     )
+    if not continued and send_on > policy.ends_on:
+        reason = Reason(
+            "R7.7",
+            f"the letter would reach {clinic.name} on {send_on.isoformat()}, after policy {policy.number} ends on "
+            f"{policy.ends_on.isoformat()}: it would attach the person for no day",
+            {
+                "send_on": send_on.isoformat(),
+                "ends_on": policy.ends_on.isoformat(),
+                "bundled_on": bundled_on.isoformat(),
+            },
+        )
+        raise RuleViolation(reason.message, reasons=(reason,))
     if continued:
         valid_from = bundled_on
         reasons.append(

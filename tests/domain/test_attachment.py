@@ -417,3 +417,12 @@ def test_no_letter_to_a_clinic_that_left_the_program_R5_4() -> None:
     assert err.value.rules == ("R5.4",)
     assert err.value.reasons[0].facts == {"clinic_id": CLINIC.id, "program_id": 1, "insured_id": 101}
     assert attachment_letter_for_payment(registry(), make_policy(), CLINIC, date(2026, 5, 4), program=make_program())
+
+
+def test_payment_on_the_last_days_continuing_an_attachment_is_not_refused_R7_7_R7_3() -> None:
+    """R7.7 refuses only a letter that would start after the end; a continuation starts on the bundling day."""
+    policy = quarterly_policy()
+    running = attachment(valid_from=date(2026, 10, 2), valid_until=date(2026, 12, 31))
+    plan = attachment_letter_for_payment(registry(), policy, CLINIC, date(2026, 12, 30), previous_letters=[running])
+    assert plan.valid_from == date(2026, 12, 30)
+    assert plan.valid_until == date(2026, 12, 31)
