@@ -215,6 +215,13 @@ def cmd_roster_import(args: argparse.Namespace) -> int:
     return asyncio.run(_roster_import(settings, text))
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Check the audit trail (edits, deleted newest rows, truncation); exit 1 when it is not intact."""
+    from server.cli_audit import cmd_audit_verify as run
+
+    return run(args, _prepare(_settings(args)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="telemed", description=__doc__)
@@ -254,6 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
     from server import cli_records
 
     cli_records.register(add, lambda args: _prepare(_settings(args)))
+
+    audit_verify = add("audit-verify", cmd_audit_verify, "check the audit trail's hash chain and pinned heads (D2)")
+    audit_verify.add_argument("--pin", action="store_true", help="pin the current head when the trail is intact")
+
     return parser
 
 

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     consultation_avg_minutes: int = Field(default=15, ge=1, le=240)
     roster_check_interval_seconds: float = Field(default=300.0, ge=0)
     roster_check_weeks: int = Field(default=2, ge=1, le=8)
+    max_continuous_duty_hours: int = Field(default=24, ge=1, le=72)  # back-to-back shifts count as one run
+    # R11.6-R11.8: escalation of waiting requests, offer rounds, disconnect grace.
+    escalation_max_lapses: int = Field(default=2, ge=1, le=20)
+    escalation_max_wait_minutes: int = Field(default=10, ge=1, le=240)
+    offer_round_pause_minutes: int = Field(default=3, ge=0, le=120)
+    disconnect_grace_seconds: int = Field(default=120, ge=0, le=3600)
 
     @field_validator("allowed_origins", "rtc_host_addresses", "rtc_stun_urls", "rtc_turn_urls", mode="before")
     @classmethod

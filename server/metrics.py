@@ -18,6 +18,7 @@ class Metrics:
     chat_messages: Counter
     roster_gap_hours: Gauge
     consultations: Counter
+    duty_alerts: Counter
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -42,5 +43,11 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         ),
         consultations=Counter(
             "telemed_consultations_total", "Consultation state changes", ["status"], registry=registry
+        ),
+        duty_alerts=Counter(
+            "telemed_duty_alerts_total",
+            "Alerts raised to the dispatchers and admins on duty (R11.2, R11.6-R11.8)",
+            ["kind"],
+            registry=registry,
         ),
     )

@@ -101,7 +101,13 @@ class MineQuery(ApiModel):
 
     from_: AwareDatetime | None = Field(default=None, alias="from")
     to: AwareDatetime | None = None
-    tz: str = Field(default="Europe/Moscow", min_length=1, max_length=64)
+    tz: str | None = Field(default=None, min_length=1, max_length=64)  # default: the doctor's own, else Moscow
+
+
+class TimeZoneBody(ApiModel):
+    """The doctor's own time zone (IANA name)."""
+
+    tz: str = Field(min_length=1, max_length=64)
 
 
 class CoverageQuery(ApiModel):
@@ -359,7 +365,7 @@ def _json_rows(payload: Any) -> list[roster_service.ShiftRow]:
     routes,
     "GET",
     "/api/roster/mine",
-    summary="My shifts, in UTC and in local time (tz, default Europe/Moscow)",
+    summary="My shifts, in UTC and in local time (tz; default my own time zone, else Europe/Moscow)",
     tags=["roster"],
     roles=(ROLE_DOCTOR,),
     query=MineQuery,
@@ -378,6 +384,23 @@ async def my_roster(request: web.Request, query: MineQuery) -> list[ShiftPublic]
         tz=query.tz,
     )
     return [_shift(view) for view in views]
+
+
+@endpoint(
+    routes,
+    "PUT",
+    "/api/roster/mine/time-zone",
+    summary="Set my time zone for my shifts (IANA name, e.g. Asia/Vladivostok)",
+    tags=["roster"],
+    roles=(ROLE_DOCTOR,),
+    body=TimeZoneBody,
+    response=TimeZoneBody,
+)
+async def set_my_time_zone(request: web.Request, body: TimeZoneBody) -> TimeZoneBody:
+    """A doctor's own time zone."""
+    ctx = request.app[context_key]
+    tz = await roster_service.set_time_zone(ctx, current_principal(request).subject_id, body.tz)
+    return TimeZoneBody(tz=tz)
 
 
 @endpoint(

@@ -204,15 +204,24 @@ def _check_candidate(doctor: StaffAccount, shift: rules.Shift) -> None:
         )
 
 
-async def _check_no_overlap(session: AsyncSession, candidates: Sequence[rules.Shift]) -> None:
-    """Refuse shifts that double-book a doctor, against the stored roster and each other."""
+async def _check_no_overlap(
+    session: AsyncSession, candidates: Sequence[rules.Shift], max_continuous_hours: int
+) -> None:
+    """Refuse shifts that double-book a doctor or keep them on duty too long without a break.
+
+    The stored shifts are read ``max_continuous_hours`` either side, so a run of back-to-back
+    shifts (a 24-hour shift next to a 12-hour one) is seen whole.
+    """
     if not candidates:
         return
-    start = min(s.starts_at for s in candidates)
-    end = max(s.ends_at for s in candidates)
+    reach = timedelta(hours=max_continuous_hours)
+    start = min(s.starts_at for s in candidates) - reach
+    end = max(s.ends_at for s in candidates) + reach
     stored = await repo.shifts_of_doctors_overlapping(session, (s.doctor_id for s in candidates), start, end)
     replaced = {s.id for s in candidates if s.id is not None}
-    rules.ensure_no_overlaps([*(to_domain_shift(s) for s in stored if s.id not in replaced), *candidates])
+    roster = [*(to_domain_shift(s) for s in stored if s.id not in replaced), *candidates]
+    rules.ensure_no_overlaps(roster)
+    rules.ensure_continuous_duty_within(roster, max_hours=max_continuous_hours)
 
 
 async def _after_roster_change(ctx: ServiceContext) -> None:
@@ -282,7 +291,7 @@ async def create_shift(
         candidate = rules.Shift(None, doctor.id, specialty, _utc(starts_at, "starts_at"), _utc(ends_at, "ends_at"))
         _check_candidate(doctor, candidate)
         await repo.lock_doctor_roster(session, doctor.id)
-        await _check_no_overlap(session, [candidate])
+        await _check_no_overlap(session, [candidate], ctx.settings.max_continuous_duty_hours)
         shift = DutyShift(
             doctor_id=doctor.id,
             specialty=candidate.specialty,
@@ -347,7 +356,7 @@ async def update_shift(
         )
         _check_candidate(doctor, candidate)
         await repo.lock_doctor_roster(session, doctor.id)
-        await _check_no_overlap(session, [candidate])
+        await _check_no_overlap(session, [candidate], ctx.settings.max_continuous_duty_hours)
         shift.doctor_id = candidate.doctor_id
         shift.specialty = candidate.specialty
         shift.starts_at = candidate.starts_at
@@ -493,6 +502,8 @@ async def import_shifts(ctx: ServiceContext, rows: Sequence[ShiftRow]) -> Import
             await repo.lock_doctor_roster(session, doctor.id)
         new, unchanged = await _split_existing(session, candidates)
         _collect_overlaps(await _stored_around(session, new), new, errors)
+        if not errors:
+            await _collect_long_duty(session, new, errors, ctx.settings.max_continuous_duty_hours)
         if errors:
             raise _import_refused([{"row": number, "errors": problems} for number, problems in errors.items()])
         added: list[DutyShift] = []
@@ -550,6 +561,30 @@ async def _stored_around(
     return [to_domain_shift(s) for s in stored]
 
 
+async def _collect_long_duty(
+    session: AsyncSession, new: list[tuple[ShiftRow, rules.Shift]], errors: dict[int, list[str]], max_hours: int
+) -> None:
+    """Name the first row of each doctor whose shifts make a run of duty longer than ``max_hours``."""
+    if not new:
+        return
+    reach = timedelta(hours=max_hours)
+    start = min(s.starts_at for _, s in new) - reach
+    end = max(s.ends_at for _, s in new) + reach
+    stored = [
+        to_domain_shift(s)
+        for s in await repo.shifts_of_doctors_overlapping(session, (s.doctor_id for _, s in new), start, end)
+    ]
+    for doctor_id in sorted({s.doctor_id for _, s in new}):
+        own = [s for _, s in new if s.doctor_id == doctor_id]
+        try:
+            rules.ensure_continuous_duty_within(
+                [*(s for s in stored if s.doctor_id == doctor_id), *own], max_hours=max_hours
+            )
+        except DomainError as exc:
+            first = min(row.row for row, s in new if s.doctor_id == doctor_id)
+            errors[first].append(exc.message)
+
+
 def _collect_overlaps(
     stored: list[rules.Shift], new: list[tuple[ShiftRow, rules.Shift]], errors: dict[int, list[str]]
 ) -> None:
@@ -566,22 +601,47 @@ def _collect_overlaps(
             )
 
 
-async def my_shifts(ctx: ServiceContext, doctor_id: int, *, start: datetime, end: datetime, tz: str) -> list[ShiftView]:
+DEFAULT_TIME_ZONE: Final = "Europe/Moscow"
+
+
+async def my_shifts(
+    ctx: ServiceContext, doctor_id: int, *, start: datetime, end: datetime, tz: str | None = None
+) -> list[ShiftView]:
     """A doctor's own shifts in a window, with their times also in the time zone ``tz``.
+
+    Without ``tz`` the doctor's own time zone is used (a Vladivostok doctor sees Vladivostok
+    time), and Moscow time when they have none.
 
     Raises:
         InvalidInput: unknown time zone, naive times, or an empty or too long window.
     """
-    zone = _zone(tz)
     start, end = _utc(start, "from"), _utc(end, "to")
     if end <= start:
         raise InvalidInput("'to' must be after 'from'", code="invalid_period")
     if end - start > timedelta(days=93):
         raise InvalidInput("ask for at most 93 days at a time", code="window_too_long")
     async with ctx.uow() as uow:
-        shifts = await repo.shifts_overlapping(uow.session, start, end, doctor_id=doctor_id)
         doctors = await repo.doctors_by_id(uow.session, [doctor_id])
+        own = doctors.get(doctor_id)
+        zone = _zone(tz or (own.time_zone if own is not None else None) or DEFAULT_TIME_ZONE)
+        shifts = await repo.shifts_overlapping(uow.session, start, end, doctor_id=doctor_id)
         return [_view(s, doctors.get(s.doctor_id), zone) for s in shifts]
+
+
+async def set_time_zone(ctx: ServiceContext, doctor_id: int, tz: str) -> str:
+    """Set the doctor's own time zone for "my shifts" (an IANA name such as ``Asia/Vladivostok``).
+
+    Raises:
+        InvalidInput: ``unknown_timezone``.
+    """
+    zone = _zone(tz)
+    async with ctx.uow() as uow:
+        doctor = await uow.session.get(StaffAccount, doctor_id)
+        if doctor is None:
+            raise NotFound("no such doctor")
+        doctor.time_zone = zone.key
+        await uow.commit()
+    return zone.key
 
 
 # ----------------------------------------------------------------------------- coverage check and alerts

@@ -308,11 +308,11 @@ async def test_a_deleted_shift_that_opens_a_gap_raises_the_alert_at_once_r11_2(
     client: TestClient, factories: Factories, clock: FixedClock, caplog: Any
 ) -> None:
     admin = await _admin(client, factories)
-    gp = await factories.staff("doctor")
+    gps = [await factories.staff("doctor"), await factories.staff("doctor")]  # alternate days: 24 h on, 24 h off
     start = clock.now().replace(minute=0)
     ids = []
     for n in range(15):
-        payload = _shift(gp, start + timedelta(days=n), 24)
+        payload = _shift(gps[n % 2], start + timedelta(days=n), 24)
         ids.append((await (await client.post("/api/roster/shifts", json=payload, headers=admin)).json())["id"])
     assert await (await client.get("/api/admin/roster-alerts", headers=admin)).json() == []
     caplog.set_level("WARNING")
@@ -350,3 +350,60 @@ async def test_the_background_check_raises_alerts_without_anyone_asking(
             await asyncio.sleep(0.05)
     async with ctx.session_factory() as session:
         assert (await session.execute(select(func.count()).select_from(RosterAlert))).scalar_one() == 1
+
+
+async def test_a_24_hour_shift_next_to_a_12_hour_one_is_refused_as_36_hours_on_duty(
+    client: TestClient, factories: Factories, clock: FixedClock, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Continuous duty is limited (TELEMED_MAX_CONTINUOUS_DUTY_HOURS, 24 by default), by route and by import."""
+    admin = await _admin(client, factories)
+    doctor = await factories.staff("doctor", specialties=["general_practice", "cardiology"])
+    start = clock.now() + timedelta(hours=2)
+    first = await client.post("/api/roster/shifts", json=_shift(doctor, start, 24), headers=admin)
+    assert first.status == 201, await first.text()
+    after = await client.post(
+        "/api/roster/shifts", json=_shift(doctor, start + timedelta(hours=24), 12, "cardiology"), headers=admin
+    )
+    assert after.status == 409
+    body = await after.json()
+    assert body["error"]["code"] == "continuous_duty_too_long" and body["error"]["details"]["hours"] == 36
+    before = await client.post("/api/roster/shifts", json=_shift(doctor, start - timedelta(hours=1), 1), headers=admin)
+    assert before.status == 409
+    imported = await client.post(
+        "/api/roster/import",
+        json=[
+            {
+                "doctor_username": doctor.username,
+                "specialty": "general_practice",
+                "starts_at": _iso(start + timedelta(hours=24)),
+                "ends_at": _iso(start + timedelta(hours=36)),
+            }
+        ],
+        headers=admin,
+    )
+    assert imported.status == 422, await imported.text()
+    assert "without a break" in str(await imported.json())
+    rested = await client.post(
+        "/api/roster/shifts", json=_shift(doctor, start + timedelta(hours=32), 12), headers=admin
+    )
+    assert rested.status == 201
+    assert await _shift_count(session_factory) == 2
+
+
+async def test_my_shifts_are_shown_in_my_own_time_zone(
+    client: TestClient, factories: Factories, clock: FixedClock
+) -> None:
+    admin = await _admin(client, factories)
+    doctor = await factories.staff("doctor", specialties=["general_practice"])
+    start = clock.now() + timedelta(hours=3)
+    assert (await client.post("/api/roster/shifts", json=_shift(doctor, start, 8), headers=admin)).status == 201
+    own = bearer(await factories.login_staff(client, doctor))
+    saved = await client.put("/api/roster/mine/time-zone", json={"tz": "Asia/Vladivostok"}, headers=own)
+    assert saved.status == 200 and (await saved.json())["tz"] == "Asia/Vladivostok"
+    mine = await (await client.get("/api/roster/mine", headers=own)).json()
+    assert mine[0]["local"]["timezone"] == "Asia/Vladivostok"
+    assert mine[0]["local"]["starts_at"].endswith("+10:00")
+    asked = await (await client.get("/api/roster/mine", params={"tz": "Europe/Moscow"}, headers=own)).json()
+    assert asked[0]["local"]["starts_at"].endswith("+03:00")
+    bad = await client.put("/api/roster/mine/time-zone", json={"tz": "Mars/Olympus"}, headers=own)
+    assert bad.status == 400
