@@ -9,6 +9,7 @@ protocol's codes; the socket stays open.
 from __future__ import annotations
 
 import functools
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
@@ -20,11 +21,13 @@ from server.realtime.channels import EVENT_CONSULTATION_UPDATED, consultation_ch
 from server.realtime.connection import Connection
 from server.services.calls import CallService
 from signaling import ice, protocol
+from signaling.peers.echo import EchoService
 from signaling.peers.net import pin_host_addresses
 from signaling.protocol import ProtocolError
 from signaling.relay import CallRelay
 
 call_relay_key: Final = web.AppKey("call_relay", CallRelay)
+echo_key: Final = web.AppKey("echo_service", EchoService)
 
 _NOT_FOUND_CODES: Final = frozenset({protocol.ERR_NOT_FOUND})
 _INPUT_CODES: Final = frozenset(
@@ -152,6 +155,36 @@ async def handle_hangup(relay: CallRelay, connection: Connection, msg: dict[str,
     return await relay.hang_up(connection, call_id, reason)
 
 
+def _echo_command(app: web.Application, kind: str) -> Callable[[Connection, dict[str, Any]], Awaitable[None]]:
+    async def run(connection: Connection, msg: dict[str, Any]) -> None:
+        echo = app[echo_key]
+        try:
+            if kind == protocol.CMD_ECHO_OFFER:
+                protocol.check_version(msg)
+                sdp = protocol.check_sdp(msg.get("sdp"))
+                if connection not in _echo_owners:
+                    _echo_owners[connection] = None
+                    connection.on_close(lambda: _task(echo.stop_all_of(connection)))
+                result: Any = await echo.answer(connection, sdp)
+            else:
+                session = msg.get("session")
+                if type(session) is not int or session < 1:
+                    raise ProtocolError(protocol.ERR_INVALID_FORMAT, "session must be a positive integer")
+                if kind == protocol.CMD_ECHO_STATS:
+                    result = await echo.stats(connection, session)
+                else:
+                    await echo.stop(connection, session)
+                    result = None
+        except ProtocolError as exc:
+            raise as_domain_error(exc) from exc
+        connection.send_result(msg["id"], result)
+
+    return run
+
+
+_echo_owners: weakref.WeakKeyDictionary[Connection, None] = weakref.WeakKeyDictionary()
+
+
 COMMANDS: Final[dict[str, Handler]] = {
     protocol.CMD_JOIN: handle_join,
     protocol.CMD_OFFER: handle_offer,
@@ -185,6 +218,8 @@ def setup(app: web.Application) -> None:
     registry = app[ws_commands_key]
     for type_, handler in COMMANDS.items():
         registry.register(type_, _command(app, handler), fields=protocol.COMMAND_FIELDS[type_])
+    for type_ in (protocol.CMD_ECHO_OFFER, protocol.CMD_ECHO_STATS, protocol.CMD_ECHO_STOP):
+        registry.register(type_, _echo_command(app, type_), fields=protocol.COMMAND_FIELDS[type_])
     app.router.add_routes(calls_api.routes)
     app.cleanup_ctx.append(relay_ctx)
 
@@ -204,7 +239,10 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         CallService(ctx), publish=hub.publish_soon, listen=hub.listen, ice_config=ice_config(app), ring=ring
     )
     app[call_relay_key] = relay
+    echo = EchoService(ctx.settings.rtc_echo_max_sessions)
+    app[echo_key] = echo
     try:
         yield
     finally:
+        await echo.close()
         await relay.close()
