@@ -429,7 +429,9 @@ def _dispatch_points() -> list[DispatchPoint]:
 async def extend_roster(session: AsyncSession, *, now: datetime, days: int) -> int:
     """Add demo shifts so that every hour from yesterday to ``now + days`` is covered (R11.2).
 
-    General practice: two GPs in each 12-hour slot, rotating; specialists: 06:00-18:00 UTC daily.
+    General practice: two GPs in each 12-hour slot, rotating, the second starting an hour after the
+    first, so shifts overlap by an hour (a clinical hand-over window, R11.8) instead of every GP
+    leaving at the same minute; specialists: 06:00-18:00 UTC daily.
     Idempotent: a day that already has shifts is left alone.
     """
     doctors = {
@@ -465,8 +467,8 @@ async def extend_roster(session: AsyncSession, *, now: datetime, days: int) -> i
                     DutyShift(
                         doctor_id=doctor.id,
                         specialty="general_practice",
-                        starts_at=day_start + timedelta(hours=12 * slot),
-                        ends_at=day_start + timedelta(hours=12 * (slot + 1)),
+                        starts_at=day_start + timedelta(hours=12 * slot + k),
+                        ends_at=day_start + timedelta(hours=12 * (slot + 1) + k),
                         created_at=now,
                     )
                 )
