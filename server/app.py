@@ -18,6 +18,7 @@ from server.api import health as health_routes
 from server.api import openapi as openapi_routes
 from server.api.errors import error_middleware
 from server.api.input_guard import input_guard_middleware
+from server.api.proxies import proxy_middlewares
 from server.bus import make_bus
 from server.clock import Clock, SystemClock
 from server.config import Settings
@@ -37,7 +38,8 @@ from server.keys import (
 )
 from server.logging_setup import request_context_middleware
 from server.metrics import make_metrics
-from server.security.otp import CodeSender, OutboxSender
+from server.security.otp import CodeSender
+from server.security.sms import make_code_sender
 from server.security.tokens import TokenService
 from server.services.context import ServiceContext
 
@@ -66,6 +68,11 @@ async def security_headers_middleware(request: web.Request, handler: Any) -> web
     return response
 
 
+async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    """No versions in ``Server`` (aiohttp and Python would announce theirs), WebSocket upgrades included."""
+    response.headers["Server"] = "telemed"
+
+
 def create_app(
     settings: Settings,
     *,
@@ -76,15 +83,21 @@ def create_app(
     """Build the application; tests call this with their own settings, clock and sender."""
     settings = settings.with_dev_secret() if settings.environment != "production" else settings
     app = web.Application(
-        middlewares=[request_context_middleware, security_headers_middleware, error_middleware, input_guard_middleware],
+        # The proxy middleware first, so the request id, logs and limits all see the real client.
+        middlewares=[
+            *proxy_middlewares(settings.trusted_proxies),
+            request_context_middleware,
+            security_headers_middleware,
+            error_middleware,
+            input_guard_middleware,
+        ],
         client_max_size=MAX_REQUEST_BYTES,
     )
+    app.on_response_prepare.append(hide_server_version)
     registry = CollectorRegistry()
     app[settings_key] = settings
     app[clock_key] = clock or SystemClock()
-    app[code_sender_key] = code_sender or OutboxSender(
-        settings.outbox_path, log_codes=settings.environment == "dev"
-    )
+    app[code_sender_key] = code_sender or make_code_sender(settings)
     app[metrics_registry_key] = registry
     app[metrics_key] = make_metrics(registry)
     app[tokens_key] = TokenService(
@@ -94,10 +107,14 @@ def create_app(
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(context_ctx)
+    app.cleanup_ctx.append(health_routes.ops_listener_ctx)
     app.on_shutdown.append(close_websockets)
+    app.on_cleanup.append(close_code_sender)
 
     for module in (health_routes, openapi_routes, auth_routes):
         app.router.add_routes(module.routes)
+    if settings.metrics_on_public_listener:
+        app.router.add_routes(health_routes.metrics_routes)
     _setup_optional_areas(app)
     for setup in extra_setup:
         setup(app)
@@ -155,7 +172,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the bus connection and its listener task."""
     settings = app[settings_key]
-    bus = make_bus(settings.redis_url, settings.redis_prefix)
+    bus = make_bus(settings.effective_redis_url, settings.redis_prefix)
     await bus.start()
     app[bus_key] = bus
     yield
@@ -174,6 +191,13 @@ async def context_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=app[metrics_key],
     )
     yield
+
+
+async def close_code_sender(app: web.Application) -> None:
+    """Close the SMS gateway's connection pool, if the sender has one."""
+    close = getattr(app[code_sender_key], "close", None)
+    if close is not None:
+        await close()
 
 
 async def close_websockets(app: web.Application) -> None:

@@ -33,26 +33,21 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _prepare(settings: Settings) -> Settings:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings = settings.with_dev_secret() if settings.environment != "production" else settings
-    if settings.port and f"http://127.0.0.1:{settings.port}" not in settings.allowed_origins:
-        settings = settings.model_copy(
-            update={
-                "allowed_origins": [
-                    *settings.allowed_origins,
-                    f"http://127.0.0.1:{settings.port}",
-                    f"http://localhost:{settings.port}",
-                ]
-            }
-        )
-    return settings
+    return settings.with_dev_secret() if settings.environment != "production" else settings
+
+
+def _migrate(settings: Settings) -> None:
+    """Wait for the database to accept connections (it may still be starting), then migrate."""
+    from server.db.migrate import upgrade, wait_for_database
+
+    asyncio.run(wait_for_database(settings.effective_database_url, within_seconds=settings.database_wait_seconds))
+    upgrade(settings.effective_database_url)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    """Apply Alembic migrations up to head."""
-    from server.db.migrate import upgrade
-
+    """Apply Alembic migrations up to head (waiting for the database to come up first)."""
     settings = _prepare(_settings(args))
-    upgrade(settings.effective_database_url)
+    _migrate(settings)
     print(f"database migrated: {_safe_url(settings.effective_database_url)}")
     return 0
 
@@ -121,9 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the server (migrating first unless told not to)."""
     settings = _prepare(_settings(args))
     if not args.skip_migrations:
-        from server.db.migrate import upgrade
-
-        upgrade(settings.effective_database_url)
+        _migrate(settings)
     print(f"serving on http://{settings.host}:{settings.port}", flush=True)
     _serve(settings)
     return 0

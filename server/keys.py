@@ -37,6 +37,8 @@ context_key: web.AppKey[ServiceContext] = web.AppKey("context")
 chat_writer_key: web.AppKey[ChatWriter] = web.AppKey("chat_writer")
 realtime_hub_key: web.AppKey[RealtimeHub] = web.AppKey("realtime_hub")
 ws_commands_key: web.AppKey[CommandRegistry] = web.AppKey("ws_commands")
+ops_port_key: web.AppKey[int] = web.AppKey("ops_port")
 
 principal_key: web.RequestKey[Principal] = web.RequestKey("principal")
 request_id_key: web.RequestKey[str] = web.RequestKey("request_id")
+client_request_id_key: web.RequestKey[str] = web.RequestKey("client_request_id")

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from pythonjsonlogger.json import JsonFormatter
 
-from server.keys import metrics_key, request_id_key
+from server.keys import client_request_id_key, metrics_key, request_id_key
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("telemed.access")
@@ -42,11 +42,18 @@ def configure_logging(level: str = "INFO", *, json_output: bool = True) -> None:
 
 @web.middleware
 async def request_context_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Give each request an id (or keep a sane incoming one), log it, and count it in metrics."""
+    """Give each request the server's own id, log it (with the caller's id apart), count it in metrics.
+
+    A client-chosen ``X-Request-Id`` never becomes the request's id (two requests could share
+    one, or a client could make its lines look like another's); a sane one is logged as
+    ``client_request_id`` so the caller's or the balancer's id still finds the line.
+    """
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else ""
-    request_id = request_id or uuid.uuid4().hex
+    client_request_id = incoming if 0 < len(incoming) <= 64 and incoming.isascii() and incoming.isprintable() else ""
+    request_id = uuid.uuid4().hex
     request[request_id_key] = request_id
+    if client_request_id:
+        request[client_request_id_key] = client_request_id
     token = request_id_var.set(request_id)
     started = time.perf_counter()
     status = 500
@@ -72,6 +79,11 @@ async def request_context_middleware(request: web.Request, handler: Any) -> web.
             request.path,
             status,
             elapsed * 1000,
-            extra={"status": status, "duration_ms": round(elapsed * 1000, 1)},
+            extra={
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 1),
+                "remote": request.remote,
+                "client_request_id": client_request_id or None,
+            },
         )
         request_id_var.reset(token)

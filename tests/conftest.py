@@ -79,20 +79,20 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, 
     """
     marker = request.node.get_closest_marker("settings")
     overrides: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    return Settings(
-        environment="test",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=REDIS_URL,
-        redis_prefix=redis_prefix,
-        jwt_secret=TEST_SECRET,
-        allowed_origins=["http://127.0.0.1:8080", "http://testserver"],
-        log_json=False,
+    defaults: dict[str, Any] = {
+        "environment": "test",
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "redis_url": REDIS_URL,
+        "redis_prefix": redis_prefix,
+        "jwt_secret": TEST_SECRET,
+        "allowed_origins": ["http://127.0.0.1:8080", "http://testserver"],
+        "log_json": False,
         # Background loops off: tests drive the assignment cycle and the roster check by hand.
-        assignment_interval_seconds=0,
-        roster_check_interval_seconds=0,
-        **overrides,
-    )
+        "assignment_interval_seconds": 0,
+        "roster_check_interval_seconds": 0,
+    }
+    return Settings(**{**defaults, **overrides})
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import Field
 
 from server.api.endpoints import ApiModel, current_principal, endpoint
+from server.api.proxies import client_address
 from server.db.models import InsuredPerson, Policy, Policyholder, Program, StaffAccount
 from server.domain.errors import NotFound
 from server.keys import context_key
@@ -69,15 +70,6 @@ class MeResponse(ApiModel):
     id: int
     display_name: str
     details: dict[str, Any]
-
-
-def client_address(request: web.Request) -> str:
-    """The caller's address for rate limits; X-Forwarded-For only behind a trusted proxy."""
-    if request.app[context_key].settings.trusted_proxies:
-        forwarded = request.headers.get("X-Forwarded-For", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()[:64]
-    return (request.remote or "unknown")[:64]
 
 
 def _tokens(pair: auth_service.TokenPair) -> TokenResponse:
@@ -196,7 +188,9 @@ async def logout(request: web.Request) -> dict[str, bool]:
 async def websocket_ticket(request: web.Request) -> WebSocketTicketResponse:
     """Browsers cannot set headers on a WebSocket; the ticket goes in the first frame."""
     ticket, expires_at = await auth_service.issue_websocket_ticket(request.app[context_key], current_principal(request))
-    return WebSocketTicketResponse(ticket=ticket, expires_at=expires_at, url="/api/ws")
+    public = request.app[context_key].settings.public_url
+    url = ("ws" + public.removeprefix("http") + "/api/ws") if public else "/api/ws"
+    return WebSocketTicketResponse(ticket=ticket, expires_at=expires_at, url=url)
 
 
 @endpoint(

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from server.domain.errors import DomainError
+from server.domain.errors import DomainError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 def domain_error_response(exc: DomainError) -> web.Response:
     """Map a domain error, keeping its rule ids and reasons visible to the caller."""
-    return error_response(
+    response = error_response(
         exc.status,
         exc.code,
         exc.message,
@@ -58,6 +58,9 @@ def domain_error_response(exc: DomainError) -> web.Response:
         reasons=[r.as_dict() for r in exc.reasons],
         details=exc.details,
     )
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    return response
 
 
 @web.middleware
@@ -78,6 +81,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response = error_response(exc.status, code, message)
         if "Allow" in exc.headers:  # RFC 9110 15.5.6: a 405 names the methods the resource has
             response.headers["Allow"] = exc.headers["Allow"]
+        if exc.status == 429:
+            response.headers["Retry-After"] = exc.headers.get("Retry-After", "60")
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -84,10 +84,14 @@ class Conflict(DomainError):
 
 
 class RateLimited(DomainError):
-    """Too many attempts; try later."""
+    """Too many attempts; try later (HTTP answers carry ``Retry-After: retry_after_seconds``)."""
 
     code = "rate_limited"
     status = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 60, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after_seconds = max(1, int(retry_after_seconds))
 
 
 class Unavailable(DomainError):

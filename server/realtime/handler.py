@@ -3,7 +3,7 @@
 Protocol (Home Assistant ``websocket_api`` style; the README's "WebSocket protocol" section has
 the full list of commands and events):
 
-1. ``GET /api/ws`` with an ``Origin`` header from ``settings.allowed_origins`` (exact match;
+1. ``GET /api/ws`` with an ``Origin`` header from ``settings.websocket_origins`` (exact match;
    anything else, or none, is a 403 before the upgrade: checklist B2). Frames are text JSON, at
    most 64 KiB (bigger closes with 1009), permessage-deflate off (B6), heartbeat every 30 s (B9).
 2. Server: ``{"type": "auth_required"}``. Client, within 10 s: ``{"type": "auth", "ticket": "..."}``
@@ -62,7 +62,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[settings_key]
     origin = request.headers.get("Origin")
-    if origin is None or origin not in settings.allowed_origins:
+    if origin is None or origin not in settings.websocket_origins:
         log.warning("websocket refused before upgrade: origin not allowed (%.80r)", origin)
         raise Forbidden("this origin may not open the socket", code="origin_not_allowed")
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=HEARTBEAT_SECONDS, autoping=True)

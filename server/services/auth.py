@@ -115,7 +115,8 @@ async def _policy_valid_on(session: AsyncSession, person: InsuredPerson, on: dat
 
 
 def _pepper(ctx: ServiceContext) -> str:
-    return ctx.settings.jwt_secret.get_secret_value()
+    """The one-time-code HMAC key: its own secret, never the JWT key."""
+    return ctx.settings.otp_pepper.get_secret_value()
 
 
 async def verify_policy_login(ctx: ServiceContext, *, challenge_id: str, code: str, client_address: str) -> TokenPair:
