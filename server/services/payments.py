@@ -18,12 +18,16 @@ from server.db.repositories import dispatch as repo
 from server.domain import premium as premium_rules
 from server.domain.attachment import (
     ATTACHMENT_LETTER_PREFIX,
+    DuePayment,
+    Installment,
     attachment_letter_for_payment,
     format_attachment_letter_number,
+    match_payment,
+    same_day_letter,
 )
-from server.domain.coverage_types import PolicyFacts, ServiceType, money
+from server.domain.coverage_types import PolicyFacts, ProgramFacts, ServiceType, money
 from server.domain.decisions import Reason
-from server.domain.errors import Conflict, InvalidInput, NotFound
+from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.services import audit
 from server.services.context import ServiceContext
 from server.services.coverage import (
@@ -37,7 +41,12 @@ from server.services.coverage import (
     scheduled_view,
     today_of,
 )
-from server.services.coverage_facts import to_attachment_letter_facts, to_clinic_facts, to_insured_facts
+from server.services.coverage_facts import (
+    to_attachment_letter_facts,
+    to_clinic_facts,
+    to_insured_facts,
+    to_program_facts,
+)
 from server.services.identity import Principal
 
 
@@ -102,6 +111,7 @@ async def bundle_payment(
     amount: Decimal,
     bundled_on: date | None = None,
     scheduled_payment_id: int | None = None,
+    reference: str | None = None,
 ) -> BundleResult:
     """Bundle (match) money with a policy, in one transaction with everything it causes.
 
@@ -111,7 +121,8 @@ async def bundle_payment(
         policy_id: The policy.
         amount: Roubles received; must equal the scheduled payment's amount.
         bundled_on: The day of bundling (default today; never in the future).
-        scheduled_payment_id: Which due payment it settles; default: the earliest unpaid one of that amount.
+        scheduled_payment_id: Which due payment it settles; default: matched by ``reference`` (R7.6).
+        reference: The schedule the payment names (the policy number or an agreement number).
 
     Returns:
         The payment, the attachment letters generated (R7.1-R7.3) and any registry activation (R4.6).
@@ -140,6 +151,7 @@ async def bundle_payment(
             scheduled_payment_id=scheduled_payment_id,
             principal=principal,
             now=now,
+            reference=reference,
         )
         await audit.record_txn(
             ctx,
@@ -163,6 +175,7 @@ async def bundle_payment_txn(
     scheduled_payment_id: int | None,
     principal: Principal | None,
     now: datetime,
+    reference: str | None = None,
 ) -> BundleResult:
     """Bundle a payment inside an open transaction (the service and the demo seed share this).
 
@@ -171,7 +184,9 @@ async def bundle_payment_txn(
         policy_id: The policy.
         amount: Roubles received.
         bundled_on: The day of bundling.
-        scheduled_payment_id: The due payment it settles, or ``None`` to match by amount.
+        scheduled_payment_id: The due payment it settles, or ``None`` to match it by ``reference``
+            and amount (R7.6: a payment that could settle several schedules is refused, not guessed).
+        reference: The schedule the payment names.
         principal: Who bundles (``None``: the system).
         now: The current moment.
 
@@ -195,7 +210,8 @@ async def bundle_payment_txn(
             },
             code="policy_ended",
         )
-    scheduled = await _scheduled_txn(session, policy, paid_amount, scheduled_payment_id)
+    schedule_rows = await repo.schedule_with_references(session, policy.id, policy.number)
+    scheduled = await _scheduled_txn(session, policy, paid_amount, scheduled_payment_id, reference, schedule_rows)
     if await repo.paid_scheduled_ids(session, [scheduled.id]):
         raise Conflict(f"scheduled payment {scheduled.id} is already bundled", code="already_bundled")
     payment = Payment(
@@ -226,33 +242,62 @@ async def bundle_payment_txn(
 
     letters: list[GeneratedLetter] = []
     if targets:
-        seq = await repo.next_document_seq_txn(
-            session, AttachmentLetter.number, ATTACHMENT_LETTER_PREFIX, bundled_on.year
-        )
+        program_clinic_ids = {c.id for c in await coverage_repo.program_clinics(session, policy.program_id)}
+        program = await coverage_repo.get_program(session, policy.program_id)
+        assert program is not None  # foreign key
+        program_facts = to_program_facts(program, program_clinic_ids)
+        seq: int | None = None
         for person in targets:
-            letters.append(
-                await _attachment_letter_txn(
-                    session, person, policy, policy_facts, payment, scheduled, seq, principal, now
-                )
+            installments = [
+                Installment(row.due_on, paid or row.id == scheduled.id, row.purpose, ref)
+                for row, ref, paid, owner in schedule_rows
+                if owner is None or owner == person.id
+            ]
+            generated = await _attachment_letter_txn(
+                session,
+                person,
+                policy,
+                policy_facts,
+                program_facts,
+                payment,
+                scheduled,
+                installments,
+                seq,
+                principal,
+                now,
             )
-            seq += 1
+            if generated is not None:
+                letter, used_seq = generated
+                letters.append(letter)
+                seq = used_seq + 1 if used_seq is not None else seq
     return BundleResult(
         payment=_payment_view(payment, scheduled.purpose), attachment_letters=letters, activations=activations
     )
 
 
 async def _scheduled_txn(
-    session: AsyncSession, policy: Policy, amount: Decimal, scheduled_payment_id: int | None
+    session: AsyncSession,
+    policy: Policy,
+    amount: Decimal,
+    scheduled_payment_id: int | None,
+    reference: str | None,
+    schedule_rows: Sequence[tuple[ScheduledPayment, str, bool, int | None]],
 ) -> ScheduledPayment:
     if scheduled_payment_id is None:
-        scheduled = await repo.first_unpaid_matching(session, policy.id, amount)
-        if scheduled is None:
-            raise InvalidInput(
-                f"no unpaid scheduled payment of {amount} on policy {policy.number}",
-                code="no_matching_schedule",
-                details={"amount": str(amount)},
-            )
-        return scheduled
+        candidates = [
+            DuePayment(row.id, ref, money(row.amount), row.due_on, paid) for row, ref, paid, _ in schedule_rows
+        ]
+        match = match_payment(candidates, amount, reference)
+        if match.scheduled is None:
+            if not any(c.amount == amount and not c.paid for c in candidates) and not reference:
+                raise InvalidInput(
+                    f"no unpaid scheduled payment of {amount} on policy {policy.number}",
+                    code="no_matching_schedule",
+                    details={"amount": str(amount)},
+                )
+            raise RuleViolation(match.reasons[0].message, code="payment_unmatched", reasons=match.reasons)
+        found = next(row for row, *_ in schedule_rows if row.id == match.scheduled.id)
+        return found
     scheduled = await repo.get_scheduled_payment(session, scheduled_payment_id, for_update=True)
     if scheduled is None or scheduled.policy_id != policy.id:
         raise NotFound("no such scheduled payment on this policy")
@@ -336,53 +381,100 @@ async def _attachment_letter_txn(
     person: InsuredPerson,
     policy: Policy,
     policy_facts: PolicyFacts,
+    program_facts: ProgramFacts,
     payment: Payment,
     scheduled: ScheduledPayment,
-    seq: int,
+    installments: Sequence[Installment],
+    seq: int | None,
     principal: Principal | None,
     now: datetime,
-) -> GeneratedLetter:
-    """Generate the attachment letter of one registry person for one bundled payment (R7.1-R7.3)."""
+) -> tuple[GeneratedLetter, int | None] | None:
+    """Generate (or, the same day, update) the attachment letter of one registry person (R7.1-R7.7, R5.4).
+
+    Returns:
+        The letter and the document sequence number it used (``None`` when that day's letter was
+        updated, R7.6), or ``None`` when no letter may be made: an installment of either schedule
+        already due is unpaid (R7.4), the clinic left the program (R5.4), or the letter could not
+        reach the clinic before the policy ends (R7.7). The refusal is in the decision trail.
+    """
     assert person.attached_clinic_id is not None
     clinic = await coverage_repo.get_clinic(session, person.attached_clinic_id)
     assert clinic is not None
-    previous = [to_attachment_letter_facts(row) for row in await repo.attachment_letters_of_person(session, person.id)]
-    plan = attachment_letter_for_payment(
-        to_insured_facts(person),
-        policy_facts,
-        to_clinic_facts(clinic),
-        payment.bundled_on,
-        covers_due_on=scheduled.due_on,
-        previous_letters=previous,
-    )
-    row = AttachmentLetter(
-        number=format_attachment_letter_number(payment.bundled_on.year, seq),
-        insured_person_id=person.id,
-        clinic_id=clinic.id,
-        payment_id=payment.id,
-        generated_on=plan.generated_on,
-        send_on=plan.send_on,
-        valid_from=plan.valid_from,
-        valid_until=plan.valid_until,
-    )
-    session.add(row)
+    previous_rows = await repo.attachment_letters_of_person(session, person.id)
+    previous = [to_attachment_letter_facts(row) for row in previous_rows]
+    today_letter = same_day_letter(previous, clinic.id, payment.bundled_on)
+    earlier = [letter for letter in previous if letter is not today_letter]
+    subject: dict[str, Any] = {"payment_id": payment.id, "policy_number": policy.number}
+    try:
+        plan = attachment_letter_for_payment(
+            to_insured_facts(person),
+            policy_facts,
+            to_clinic_facts(clinic),
+            payment.bundled_on,
+            covers_due_on=scheduled.due_on,
+            previous_letters=earlier,
+            installments=installments,
+            program=program_facts,
+        )
+    except RuleViolation as refused:
+        record_decision_txn(
+            session,
+            person_id=person.id,
+            kind="attachment_letter",
+            allowed=False,
+            reasons=refused.reasons,
+            subject=subject,
+            principal=principal,
+            now=now,
+        )
+        return None
+    used_seq: int | None
+    if today_letter is not None:
+        # R7.6: one letter per person per payment day; the later payment extends that day's letter.
+        row = next(r for r in previous_rows if r.number == today_letter.number)
+        row.valid_from = plan.valid_from
+        row.valid_until = plan.valid_until
+        row.payment_id = payment.id
+        used_seq = None
+        reasons = (
+            *plan.reasons,
+            Reason(
+                "R7.6",
+                f"one attachment letter per payment day: {row.number} of {payment.bundled_on.isoformat()} is updated, "
+                "not doubled",
+                {"attachment_letter": row.number, "payment_id": payment.id},
+            ),
+        )
+    else:
+        if seq is None:
+            seq = await repo.next_document_seq_txn(
+                session, AttachmentLetter.number, ATTACHMENT_LETTER_PREFIX, payment.bundled_on.year
+            )
+        used_seq = seq
+        row = AttachmentLetter(
+            number=format_attachment_letter_number(payment.bundled_on.year, seq),
+            insured_person_id=person.id,
+            clinic_id=clinic.id,
+            payment_id=payment.id,
+            generated_on=plan.generated_on,
+            send_on=plan.send_on,
+            valid_from=plan.valid_from,
+            valid_until=plan.valid_until,
+        )
+        session.add(row)
+        reasons = plan.reasons
     await session.flush()
     record_decision_txn(
         session,
         person_id=person.id,
         kind="attachment_letter",
         allowed=True,
-        reasons=plan.reasons,
-        subject={
-            "attachment_letter_id": row.id,
-            "number": row.number,
-            "payment_id": payment.id,
-            "policy_number": policy.number,
-        },
+        reasons=reasons,
+        subject={**subject, "attachment_letter_id": row.id, "number": row.number},
         principal=principal,
         now=now,
     )
-    return GeneratedLetter(letter=attachment_letter_view(row), reasons=reasons_json(plan.reasons))
+    return GeneratedLetter(letter=attachment_letter_view(row), reasons=reasons_json(reasons)), used_seq
 
 
 async def payments_due(

@@ -167,6 +167,21 @@ async def test_request_bad_input_is_4xx_with_a_code(
 # ----------------------------------------------------------------------------- service type change (R4, R5, R7)
 
 
+async def pay_policy_premiums(client: TestClient, world: World, due_by: str) -> None:
+    """The policyholder's own premium installments due by ``due_by``, bundled (R7.4 counts both schedules)."""
+    due = await (
+        await client.get(f"/api/admin/payments/due?policy_id={world.policy.id}&due_by={due_by}", headers=world.admin)
+    ).json()
+    for row in due:
+        if row["purpose"] == "premium":
+            response = await client.post(
+                "/api/admin/payments",
+                json={"policy_id": world.policy.id, "scheduled_payment_id": row["id"], "amount": row["amount"]},
+                headers=world.admin,
+            )
+            assert response.status == 201, await response.text()
+
+
 async def _change(client: TestClient, world: World, **payload: Any) -> tuple[int, dict[str, Any]]:
     response = await client.post("/api/me/service-type-change", json=payload, headers=world.insured)
     return response.status, await response.json()
@@ -183,6 +198,7 @@ async def test_service_type_change_takes_effect_when_the_first_additional_premiu
         installments=QUARTERLY,
         person_overrides={"full_name": "Anna <b>Smirnova</b>"},
     )
+    await pay_policy_premiums(client, world, "2026-06-10")
     status, body = await _change(client, world, clinic_id=world.clinic.id)
     assert status == 201, body
     assert body["effective"] is False and body["service_type"] == "dispatcher"
@@ -271,8 +287,9 @@ async def test_service_type_change_takes_effect_when_the_first_additional_premiu
 async def test_later_additional_installment_renews_the_attachment_r7_3(
     client: TestClient, factories: Factories, clock: FixedClock
 ) -> None:
-    """Each later payment bundled generates the next letter, continuing without a gap (R7.3)."""
+    """Each later payment bundled renews the letter (R7.3); the same day it updates that day's letter (R7.6)."""
     world = await build_world(client, factories, payment_mode="installments", installments=QUARTERLY)
+    await pay_policy_premiums(client, world, "2026-07-01")  # Q3 paid early as well
     _, body = await _change(client, world, clinic_id=world.clinic.id)
     schedule = body["application"]["schedule"]
     for item, day in ((schedule[0], "2026-06-10"), (schedule[1], "2026-06-10")):
@@ -291,6 +308,7 @@ async def test_later_additional_installment_renews_the_attachment_r7_3(
     assert result["activations"] == []  # already effective
     [generated] = result["attachment_letters"]
     assert generated["letter"]["valid_until"] == "2026-10-01"  # paid early for 1 July: runs to 1 October
+    assert generated["letter"]["number"] == "AL-2026-000001" and "R7.6" in rules_of(generated)  # one a day
 
 
 async def test_service_type_change_refusals_cite_their_rules_and_write_nothing(

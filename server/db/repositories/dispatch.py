@@ -386,6 +386,38 @@ async def first_unpaid_matching(session: AsyncSession, policy_id: int, amount: D
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def schedule_with_references(
+    session: AsyncSession, policy_id: int, policy_number: str
+) -> list[tuple[ScheduledPayment, str, bool, int | None]]:
+    """Every scheduled payment of a policy with the reference that names its schedule (R7.4, R7.6).
+
+    Returns:
+        ``(row, reference, paid, insured_person_id)`` by due date: the policy number for the policy's
+        premium (``insured_person_id`` ``None``: it concerns every person), the agreement number and
+        its person for an additional premium. Schedules of withdrawn applications are left out.
+    """
+    stmt = (
+        select(
+            ScheduledPayment,
+            AdditionalAgreement.number,
+            ProgramChangeApplication.insured_person_id,
+            ProgramChangeApplication.status,
+            Payment.id,
+        )
+        .outerjoin(AdditionalAgreement, AdditionalAgreement.id == ScheduledPayment.additional_agreement_id)
+        .outerjoin(ProgramChangeApplication, ProgramChangeApplication.id == AdditionalAgreement.application_id)
+        .outerjoin(Payment, Payment.scheduled_payment_id == ScheduledPayment.id)
+        .where(ScheduledPayment.policy_id == policy_id)
+        .order_by(ScheduledPayment.due_on, ScheduledPayment.id)
+    )
+    out: list[tuple[ScheduledPayment, str, bool, int | None]] = []
+    for row, agreement_number, person_id, status, payment_id in (await session.execute(stmt)).all():
+        if row.additional_agreement_id is not None and status == "withdrawn":
+            continue
+        out.append((row, agreement_number or policy_number, payment_id is not None, person_id))
+    return out
+
+
 async def bundled_total_for_agreement(session: AsyncSession, agreement_id: int) -> Decimal:
     """The additional premium bundled so far under one agreement (R4.6)."""
     stmt = (
