@@ -195,3 +195,29 @@ async def person_history(ctx: ServiceContext, actor: Actor, person_id: int) -> l
         )
         for change, file_name in rows
     ]
+
+
+async def staff_history(ctx: ServiceContext, account_id: int) -> list[ChangeView]:
+    """Every change to a staff account, oldest first."""
+    async with ctx.uow() as uow:
+        rows = (
+            await uow.session.scalars(
+                select(RecordChange)
+                .where(RecordChange.entity_type == "staff_account", RecordChange.entity_id == account_id)
+                .order_by(RecordChange.id)
+            )
+        ).all()
+        return [
+            ChangeView(
+                id=c.id,
+                occurred_at=c.occurred_at,
+                actor=c.actor,
+                entity_type=c.entity_type,
+                entity_id=c.entity_id,
+                action=c.action,
+                changes=c.changes,
+                import_batch_id=c.import_batch_id,
+                file_name=None,
+            )
+            for c in rows
+        ]

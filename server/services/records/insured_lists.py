@@ -7,7 +7,9 @@ list writes nothing. Removal ends cover on a date (``coverage_end``), and nothin
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -42,7 +44,7 @@ from server.services.context import ServiceContext
 from server.services.coverage_facts import coverage_day
 from server.services.records import coverage_end
 from server.services.records.changes import Actor, audit_txn, change_row, diff_json, record_many_txn
-from server.services.records.files import Table, read_table
+from server.services.records.files import Table, export_cell, read_table
 from server.services.records.identifiers import identifier_columns
 
 PREVIEW_LIMIT: Final = 200
@@ -426,3 +428,58 @@ def _report(
         removed=[PersonLine(None, p.id, p.full_name, p.birth_date) for p in diff.removed[:PREVIEW_LIMIT]],
         problems=[],
     )
+
+
+async def export_insured_csv(ctx: ServiceContext, policyholder_id: int) -> bytes:
+    """The policyholder's persons (removed ones too, with their date) as CSV, UTF-8 with BOM, ``;``.
+
+    Every cell goes through ``export_cell``: text that came in as ``=HYPERLINK(...)`` goes out as text.
+
+    Raises:
+        NotFound: no such policyholder.
+    """
+    async with ctx.uow() as uow:
+        if await uow.session.get(Policyholder, policyholder_id) is None:
+            raise NotFound("no such policyholder")
+        rows = (
+            await uow.session.execute(
+                select(InsuredPerson, Policy.number)
+                .join(Policy, Policy.id == InsuredPerson.policy_id)
+                .where(Policy.policyholder_id == policyholder_id)
+                .order_by(InsuredPerson.full_name, InsuredPerson.id)
+            )
+        ).all()
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for person, number in rows:
+            values = (
+                person.full_name,
+                _ru(person.birth_date),
+                person.phone,
+                person.city,
+                person.department or "",
+                number,
+                person.service_type,
+                _ru(person.starts_on),
+                _ru(person.removed_on),
+            )
+            writer.writerow([export_cell(v) for v in values])
+    return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+EXPORT_COLUMNS: Final = (
+    "full_name",
+    "birth_date",
+    "phone",
+    "city",
+    "department",
+    "policy",
+    "service_type",
+    "starts_on",
+    "removed_on",
+)
+
+
+def _ru(day: date | None) -> str:
+    return day.strftime("%d.%m.%Y") if day is not None else ""
