@@ -131,8 +131,17 @@ def rtc_configuration(servers: list[dict[str, Any]], policy: str) -> RTCConfigur
 class CallPeer:
     """One participant's side of a call: an aiortc peer connection driven by the call protocol."""
 
-    def __init__(self, socket: SocketClient, consultation_id: int, *, audio: bool = True, video: bool = True) -> None:
+    def __init__(
+        self,
+        socket: SocketClient,
+        consultation_id: int,
+        *,
+        audio: bool = True,
+        video: bool = True,
+        relay_only: bool = False,
+    ) -> None:
         self.socket = socket
+        self.relay_only = relay_only  # iceTransportPolicy "relay" whatever the server says
         self.consultation_id = consultation_id
         self.want_audio = audio
         self.want_video = video
@@ -269,7 +278,8 @@ class CallPeer:
         old = self.pc
         self.generation += 1
         self.connected.clear()
-        pc = RTCPeerConnection(rtc_configuration(self.ice_servers, self.ice_policy))
+        policy = "relay" if self.relay_only else self.ice_policy
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers, policy))
         self.pc = pc
 
         @pc.on("track")
