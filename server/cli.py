@@ -106,7 +106,9 @@ async def _freeze_startup_objects(app: web.Application) -> None:
 def _serve(settings: Settings) -> None:
     from server.app import create_app
 
-    configure_logging(settings.log_level, json_output=settings.log_json)
+    configure_logging(
+        settings.log_level, json_output=settings.log_json, redact_exceptions=settings.environment == "production"
+    )
     app = create_app(settings)
     app.on_startup.append(_freeze_startup_objects)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None, shutdown_timeout=10)

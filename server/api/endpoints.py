@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -20,9 +21,11 @@ from server.api.errors import error_response, validation_details
 from server.api.input_guard import parse_id, refuse
 from server.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.keys import context_key, principal_key
+from server.services import audit
 from server.services import auth as auth_service
 from server.services.identity import Principal
 
+log = logging.getLogger("telemed.auth")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Handler = Callable[..., Awaitable[Any]]
 
@@ -98,6 +101,7 @@ def endpoint(
             if allowed is not None:
                 principal = await _authenticate(request)
                 if principal.role not in allowed:
+                    await _audit_refusal(request, principal, spec)
                     raise Forbidden("your role may not do this", code="wrong_role")
                 request[principal_key] = principal
             try:
@@ -121,6 +125,20 @@ def endpoint(
         return wrapper
 
     return decorator
+
+
+async def _audit_refusal(request: web.Request, principal: Principal, spec: EndpointSpec) -> None:
+    """A refused authorization is an audit event and a log line (checklist D5)."""
+    log.info("auth.forbidden subject=%s route=%s %s", principal.key, spec.method, spec.path)
+    await audit.record(
+        request.app[context_key],
+        principal,
+        action="route.forbidden",
+        resource_type="route",
+        resource_id=f"{spec.method} {spec.path}"[:120],
+        patient_id=None,
+        result=audit.RESULT_DENIED,
+    )
 
 
 async def _authenticate(request: web.Request) -> Principal:

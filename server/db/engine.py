@@ -22,7 +22,9 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     behaves like the real database for concurrent readers and integrity. PostgreSQL gets
     a bounded pool with pre-ping, so a restarted server is noticed instead of failing requests.
     """
-    kwargs: dict[str, Any] = {"echo": echo}
+    # hide_parameters: a failed statement's error would otherwise quote its bound values
+    # (complaints, chat text, a username) into every traceback that is logged (checklist D3).
+    kwargs: dict[str, Any] = {"echo": echo, "hide_parameters": True}
     if is_sqlite(url):
         kwargs["connect_args"] = {"timeout": 30}
     else:

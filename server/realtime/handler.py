@@ -31,6 +31,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from server.api.endpoints import endpoint
 from server.domain.errors import Forbidden, InvalidInput, Unauthorized, Unavailable
 from server.keys import context_key, realtime_hub_key, settings_key, websockets_key, ws_commands_key
+from server.logging_setup import header_for_log
 from server.realtime import messages
 from server.realtime.commands import CommandRegistry
 from server.realtime.connection import Connection
@@ -63,7 +64,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     settings = app[settings_key]
     origin = request.headers.get("Origin")
     if origin is None or origin not in settings.websocket_origins:
-        log.warning("websocket refused before upgrade: origin not allowed (%.80r)", origin)
+        log.warning("websocket refused before upgrade: origin not allowed (%s)", header_for_log(origin))
         raise Forbidden("this origin may not open the socket", code="origin_not_allowed")
     ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, compress=False, heartbeat=HEARTBEAT_SECONDS, autoping=True)
     if not ws.can_prepare(request).ok:

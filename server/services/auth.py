@@ -35,6 +35,9 @@ from server.services.context import ServiceContext
 from server.services.identity import ROLE_INSURED, Principal
 
 log = logging.getLogger(__name__)
+auth_log = logging.getLogger("telemed.auth")
+"""Authentication events (checklist D5): what happened, to which account id, from where; never a
+username, policy number, code, password or token."""
 
 WRONG_CREDENTIALS: Final = "these credentials are not valid"
 WRONG_CODE: Final = "the code is not valid or has expired; request a new one"
@@ -81,6 +84,7 @@ async def start_policy_login(
             per_address >= settings.login_starts_per_address_per_hour
         ):
             ctx.metrics.logins.labels("policy_start", "rate_limited").inc()
+            auth_log.warning("auth.policy_start_rate_limited address=%s", client_address)
             raise RateLimited("too many login attempts; try again later")
         person = await repo.find_insured_for_login(uow.session, policy_number, birth_date)
         deliverable = person is not None and person.is_active
@@ -148,12 +152,20 @@ async def verify_policy_login(ctx: ServiceContext, *, challenge_id: str, code: s
             uow.session.add(LoginFailure(account_key=account_key, client_address=client_address, created_at=now))
             await uow.commit()
             ctx.metrics.logins.labels("policy_verify", "failed").inc()
+            auth_log.info(
+                "auth.login_failed kind=policy subject=%s address=%s",
+                f"insured:{challenge.insured_person_id}" if challenge.insured_person_id else "unknown",
+                client_address,
+            )
             raise Unauthorized(WRONG_CODE, code="invalid_code")
         challenge.consumed_at = now
         assert challenge.insured_person_id is not None
         pair = await _open_session(ctx, uow.session, "insured", challenge.insured_person_id, ROLE_INSURED, now)
         await uow.commit()
     ctx.metrics.logins.labels("policy_verify", "ok").inc()
+    auth_log.info(
+        "auth.login_succeeded kind=policy subject=insured:%s address=%s", challenge.insured_person_id, client_address
+    )
     return pair
 
 
@@ -176,12 +188,18 @@ async def staff_login(ctx: ServiceContext, *, username: str, password: str, clie
             uow.session.add(LoginFailure(account_key=account_key, client_address=client_address, created_at=now))
             await uow.commit()
             ctx.metrics.logins.labels("staff", "failed").inc()
+            auth_log.info(
+                "auth.login_failed kind=staff subject=%s address=%s",
+                f"staff:{account.id}" if account is not None else "unknown",
+                client_address,
+            )
             raise Unauthorized(WRONG_CREDENTIALS, code="invalid_credentials")
         if needs_rehash(account.password_hash):
             account.password_hash = hash_password(password)
         pair = await _open_session(ctx, uow.session, "staff", account.id, account.role, now)
         await uow.commit()
     ctx.metrics.logins.labels("staff", "ok").inc()
+    auth_log.info("auth.login_succeeded kind=staff subject=staff:%s address=%s", account.id, client_address)
     return pair
 
 
@@ -284,6 +302,7 @@ async def logout(ctx: ServiceContext, principal: Principal) -> None:
     async with ctx.uow() as uow:
         await repo.revoke_session(uow.session, principal.session_id, now, "logout")
         await uow.commit()
+    auth_log.info("auth.logout subject=%s", principal.key)
     await _announce_revocation(ctx, principal.session_id, "logout")
 
 
