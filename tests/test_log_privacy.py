@@ -85,6 +85,9 @@ async def test_forced_database_errors_leave_no_complaint_chat_or_username_in_the
         "TELEMED_REDIS_URL": os.environ.get("TELEMED_TEST_REDIS_URL", ""),
         "TELEMED_REDIS_PREFIX": redis_prefix,
         "TELEMED_JWT_SECRET": SECRET,
+        "TELEMED_OTP_PEPPER": "pepper-" + SECRET,
+        "TELEMED_PUBLIC_URL": "https://telemed.example",
+        "TELEMED_ALLOW_OUTBOX_IN_PRODUCTION": "true",  # the test reads the code from the file
         "TELEMED_ENVIRONMENT": "production",
         "TELEMED_DATA_DIR": str(data_dir),
         "TELEMED_LOG_JSON": "true",
