@@ -16,6 +16,13 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.channels import (
+    EVENT_CONSULTATION_UPDATED,
+    EVENT_QUEUE_CHANGED,
+    consultation_channel,
+    doctors_queue_channel,
+    user_channel,
+)
 from server.db.models import (
     Consultation,
     ConsultationAddendum,
@@ -196,26 +203,16 @@ async def honest_wait(
 # ----------------------------------------------------------------------------- escalation (R11.7)
 
 
-def _publish(ctx: ServiceContext, uow: UnitOfWork, channel: str, message: dict[str, Any]) -> None:
-    async def hook() -> None:
-        try:
-            await ctx.bus.publish(channel, message)
-        except Exception:
-            log.warning("could not publish %s on %s; clients catch up from the database", message["type"], channel)
-
-    uow.after_commit(hook)
-
-
 def _tell_patient(ctx: ServiceContext, uow: UnitOfWork, c: Consultation, reason: str, message: str) -> None:
     event = {
-        "type": "consultation.updated",
+        "type": EVENT_CONSULTATION_UPDATED,
         "consultation_id": c.id,
         "status": c.status,
         "reason": reason,
         "notice": message,
     }
-    _publish(ctx, uow, f"consultation:{c.id}", event)
-    _publish(ctx, uow, f"user:insured:{c.insured_person_id}", event)
+    uow.publish(consultation_channel(c.id), event)
+    uow.publish(user_channel(f"insured:{c.insured_person_id}"), event)
 
 
 async def escalate_txn(
@@ -303,10 +300,8 @@ async def urgent_request_txn(ctx: ServiceContext, uow: UnitOfWork, consultation:
     shifts = [roster_rules.Shift(s.id, s.doctor_id, s.specialty, s.starts_at, s.ends_at) for s in stored]
     ids = roster_rules.on_duty(shifts, now, consultation.specialty)
     for doctor_id in sorted(await connected_ids(uow.session, now, ids)):
-        _publish(
-            ctx,
-            uow,
-            f"user:staff:{doctor_id}",
+        uow.publish(
+            user_channel(f"staff:{doctor_id}"),
             {
                 "type": EVENT_URGENT_REQUEST,
                 "consultation_id": consultation.id,
@@ -425,14 +420,14 @@ async def hand_over(
             resource_id=c.id,
             patient_id=c.insured_person_id,
         )
-        event = {"type": "consultation.updated", "consultation_id": c.id, "status": "active", "reason": "handover"}
+        event = {"type": EVENT_CONSULTATION_UPDATED, "consultation_id": c.id, "status": "active", "reason": "handover"}
         for channel in (
-            f"consultation:{c.id}",
-            f"user:insured:{c.insured_person_id}",
-            f"user:staff:{principal.subject_id}",
-            f"user:staff:{to_doctor_id}",
+            consultation_channel(c.id),
+            user_channel(f"insured:{c.insured_person_id}"),
+            user_channel(f"staff:{principal.subject_id}"),
+            user_channel(f"staff:{to_doctor_id}"),
         ):
-            _publish(ctx, uow, channel, event)
+            uow.publish(channel, event)
         view = handover_view(row)
         await uow.commit()
     log.info("consultation %s handed over from doctor %s to %s", consultation_id, principal.subject_id, to_doctor_id)
@@ -501,18 +496,16 @@ async def disconnect_sweep(ctx: ServiceContext, shifts: Sequence[roster_rules.Sh
                 "Your doctor lost the connection. Your consultation is first in line for the next doctor; "
                 "the chat stays.",
             )
-            _publish(
-                ctx,
-                uow,
-                f"user:staff:{doctor_id}",
+            uow.publish(
+                user_channel(f"staff:{doctor_id}"),
                 {
-                    "type": "consultation.updated",
+                    "type": EVENT_CONSULTATION_UPDATED,
                     "consultation_id": row.id,
                     "status": "queued",
                     "reason": "doctor_disconnected",
                 },
             )
-            _publish(ctx, uow, "doctors:queue", {"type": "queue.changed", "specialty": row.specialty})
+            uow.publish(doctors_queue_channel(), {"type": EVENT_QUEUE_CHANGED, "specialty": row.specialty})
             if action is handover_rules.DisconnectAction.REQUEUE_AND_ESCALATE:
                 await repo.clear_escalation(session, row.id)
                 await escalate_txn(
@@ -576,9 +569,9 @@ async def add_addendum(ctx: ServiceContext, principal: Principal, consultation_i
             resource_id=c.id,
             patient_id=c.insured_person_id,
         )
-        event = {"type": "consultation.updated", "consultation_id": c.id, "status": c.status, "reason": "addendum"}
-        _publish(ctx, uow, f"consultation:{c.id}", event)
-        _publish(ctx, uow, f"user:insured:{c.insured_person_id}", event)
+        event = {"type": EVENT_CONSULTATION_UPDATED, "consultation_id": c.id, "status": c.status, "reason": "addendum"}
+        uow.publish(consultation_channel(c.id), event)
+        uow.publish(user_channel(f"insured:{c.insured_person_id}"), event)
         view = addendum_view(row)
         await uow.commit()
     return view
