@@ -32,6 +32,7 @@ from server.db.models import (
 )
 from server.db.repositories import clinical as clinical_repo
 from server.db.repositories import consultations as repo
+from server.db.repositories import roster as roster_repo
 from server.db.uow import UnitOfWork
 from server.domain import escalation as escalation_rules
 from server.domain import handover as handover_rules
@@ -291,14 +292,16 @@ async def check_escalations(
 # ----------------------------------------------------------------------------- red flags (R11.6)
 
 
+async def _shifts_now(session: AsyncSession, now: datetime) -> list[roster_rules.Shift]:
+    """The shifts covering ``now``."""
+    stored = await roster_repo.shifts_overlapping(session, now, now + timedelta(seconds=1))
+    return [roster_rules.Shift(s.id, s.doctor_id, s.specialty, s.starts_at, s.ends_at) for s in stored]
+
+
 async def urgent_request_txn(ctx: ServiceContext, uow: UnitOfWork, consultation: Consultation, now: datetime) -> None:
     """An urgent request: shown live to the dispatchers, offered to every connected on-duty doctor at once."""
     await escalate_txn(ctx, uow, consultation, escalation_rules.EscalationReason.URGENT, now)
-    from server.db.repositories import roster as roster_repo  # local: roster service imports consultations
-
-    stored = await roster_repo.shifts_overlapping(uow.session, now, now + timedelta(seconds=1))
-    shifts = [roster_rules.Shift(s.id, s.doctor_id, s.specialty, s.starts_at, s.ends_at) for s in stored]
-    ids = roster_rules.on_duty(shifts, now, consultation.specialty)
+    ids = roster_rules.on_duty(await _shifts_now(uow.session, now), now, consultation.specialty)
     for doctor_id in sorted(await connected_ids(uow.session, now, ids)):
         uow.publish(
             user_channel(f"staff:{doctor_id}"),
@@ -369,7 +372,6 @@ async def hand_over(
     *,
     to_doctor_id: int,
     note: str,
-    shifts: Sequence[roster_rules.Shift],
 ) -> HandoverView:
     """The treating doctor hands an active consultation to a colleague on duty, with a note (R11.8).
 
@@ -385,6 +387,7 @@ async def hand_over(
         if c is None or principal.subject_id not in (c.doctor_id, c.offered_to_id):
             raise NotFound("no such consultation")
         target = (await repo.doctors(session, [to_doctor_id])).get(to_doctor_id)
+        shifts = await _shifts_now(session, now)
         online = await connected_ids(session, now, [to_doctor_id])
         _, text = handover_rules.validate_handover(
             ConsultationState(id=c.id, status=Status(c.status), doctor_id=c.doctor_id)
