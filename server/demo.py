@@ -149,9 +149,10 @@ async def seed_demo(
             await seed_dispatch_demo(session, now=now)
             await session.commit()
         shifts_added = await extend_roster(session, now=now, days=roster_days)
+        shifts_added += await ensure_doctor_on_duty(session, now=now)
         await session.commit()
         count = (await session.execute(select(func.count()).select_from(InsuredPerson))).scalar_one()
-        logins = await demo_logins(session)
+        logins = await demo_logins(session, now=now)
     return SeedReport(created=created, insured_persons=int(count), shifts_added=shifts_added, logins=logins)
 
 
@@ -487,8 +488,63 @@ async def extend_roster(session: AsyncSession, *, now: datetime, days: int) -> i
     return added
 
 
-async def demo_logins(session: AsyncSession) -> list[dict[str, str]]:
-    """Logins to print after the demo starts."""
+async def ensure_doctor_on_duty(session: AsyncSession, *, now: datetime, hours: int = 4) -> int:
+    """Make the printed demo login work at this moment: if no general practitioner is on duty for
+    the next 30 minutes, put a free one on a shift from now for ``hours`` (no overlap with their own)."""
+    if await on_duty_doctors(session, now=now):
+        return 0
+    starts, ends = now - timedelta(minutes=5), now + timedelta(hours=hours)
+    gps = (
+        (
+            await session.execute(
+                select(StaffAccount)
+                .where(StaffAccount.role == "doctor", StaffAccount.username.like("dr.gp%"))
+                .order_by(StaffAccount.username)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    for doctor in gps:
+        clash = (
+            await session.execute(
+                select(DutyShift.id).where(
+                    DutyShift.doctor_id == doctor.id, DutyShift.starts_at < ends, DutyShift.ends_at > starts
+                )
+            )
+        ).first()
+        if clash is None:
+            session.add(
+                DutyShift(
+                    doctor_id=doctor.id, specialty="general_practice", starts_at=starts, ends_at=ends, created_at=now
+                )
+            )
+            await session.flush()
+            return 1
+    return 0
+
+
+async def on_duty_doctors(session: AsyncSession, *, now: datetime, specialty: str = "general_practice") -> list[str]:
+    """Usernames of doctors on duty now who stay on for at least 30 more minutes (assignment
+    skips a doctor in the last 10 minutes of a shift), the longest-staying first."""
+    rows = (
+        await session.execute(
+            select(StaffAccount.username, DutyShift.ends_at)
+            .join(DutyShift, DutyShift.doctor_id == StaffAccount.id)
+            .where(
+                DutyShift.specialty == specialty,
+                DutyShift.starts_at <= now,
+                DutyShift.ends_at > now + timedelta(minutes=30),
+                StaffAccount.is_active.is_(True),
+            )
+            .order_by(DutyShift.ends_at.desc(), StaffAccount.username)
+        )
+    ).all()
+    return list(dict.fromkeys(row[0] for row in rows))
+
+
+async def demo_logins(session: AsyncSession, *, now: datetime) -> list[dict[str, str]]:
+    """Logins to print after the demo starts: the doctor is one on duty at this moment."""
     first = (
         await session.execute(
             select(InsuredPerson, Policy.number)
@@ -505,10 +561,14 @@ async def demo_logins(session: AsyncSession) -> list[dict[str, str]]:
             {
                 "role": "insured",
                 "login": f"policy {number}, birth date {person.birth_date.isoformat()}",
-                "secret": "one-time code: run `telemed outbox` (also in the server log)",
+                "secret": "one-time code: run `telemed outbox --last 1` (also in the server log); app: /#/patient",
             }
         )
-    for username, role in (("dr.gp1", "doctor"), ("dispatcher", "dispatcher"), ("hr", "hr"), ("admin", "admin")):
+    on_duty = await on_duty_doctors(session, now=now)
+    for username in on_duty[:2] or ["dr.gp1"]:
+        note = "on duty now (general practice); app: /#/doctor" if on_duty else "no general practitioner on duty now"
+        logins.append({"role": "doctor", "login": username, "secret": f"password {DEMO_PASSWORD}  ({note})"})
+    for username, role in (("dispatcher", "dispatcher"), ("hr", "hr"), ("admin", "admin")):
         logins.append({"role": role, "login": username, "secret": f"password {DEMO_PASSWORD}"})
     return logins
 
@@ -523,18 +583,22 @@ async def seed_dispatch_demo(session: AsyncSession, *, now: datetime) -> None:
     from server.db.models import DispatchRequest, InsuredEvent, LetterOfGuarantee, ScheduledPayment, Visit
     from server.db.repositories.dispatch import next_document_seq_txn
     from server.domain import letters as letter_rules
+    from server.services.coverage import record_decision_txn
     from server.services.coverage_facts import coverage_day
-    from server.services.decisions import record_decision_txn
     from server.services.payments import bundle_payment_txn
 
     today = coverage_day(now)
     due = (
-        await session.execute(
-            select(ScheduledPayment)
-            .where(ScheduledPayment.purpose == "premium", ScheduledPayment.due_on <= today)
-            .order_by(ScheduledPayment.due_on, ScheduledPayment.id)
+        (
+            await session.execute(
+                select(ScheduledPayment)
+                .where(ScheduledPayment.purpose == "premium", ScheduledPayment.due_on <= today)
+                .order_by(ScheduledPayment.due_on, ScheduledPayment.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     for scheduled in due:
         await bundle_payment_txn(
             session,
@@ -548,13 +612,17 @@ async def seed_dispatch_demo(session: AsyncSession, *, now: datetime) -> None:
 
     corporate = (await session.execute(select(Policy).where(Policy.number == CORPORATE_POLICY))).scalar_one()
     persons = (
-        await session.execute(
-            select(InsuredPerson)
-            .where(InsuredPerson.policy_id == corporate.id, InsuredPerson.service_type == "dispatcher")
-            .order_by(InsuredPerson.id)
-            .limit(6)
+        (
+            await session.execute(
+                select(InsuredPerson)
+                .where(InsuredPerson.policy_id == corporate.id, InsuredPerson.service_type == "dispatcher")
+                .order_by(InsuredPerson.id)
+                .limit(6)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     if not persons:
         return
     waiting = [

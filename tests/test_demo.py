@@ -83,7 +83,7 @@ async def test_demo_command_serves_seeded_data_and_a_policy_login_opens_me(tmp_p
             assert me["display_name"] == "Ivanova Anna"
             async with session.get(f"{base}/") as response:
                 assert response.status == 200
-                assert "Telemed" in await response.text()
+                assert '<div id="app">' in await response.text()
         assert (tmp_path / "data" / "jwt-secret").stat().st_mode & 0o077 == 0  # generated, private
     finally:
         process.terminate()
@@ -93,7 +93,7 @@ async def test_demo_command_serves_seeded_data_and_a_policy_login_opens_me(tmp_p
             process.kill()
             output, _ = process.communicate()
     assert "demo logins" in output
-    assert "dr.gp1" in output
+    assert re.search(r"doctor\s+dr\.gp\d+\s+password demo-password\s+\(on duty now", output), output
 
 
 async def test_outbox_sender_keeps_codes_out_of_the_log_unless_demo_D3(tmp_path: Path, caplog) -> None:
@@ -108,3 +108,35 @@ async def test_outbox_sender_keeps_codes_out_of_the_log_unless_demo_D3(tmp_path:
     with caplog.at_level(logging.INFO):
         await demo.send("+79001234567", "Telemed login code: 654321.", now=now)
     assert "654321" in caplog.text
+
+
+@pytest.mark.parametrize("moment", ["09:00", "11:50", "23:55"])
+async def test_demo_prints_a_doctor_on_duty_at_that_moment_R11_2(database_url: str, moment: str) -> None:
+    """Whatever the start time, the printed doctor is on duty for at least 30 more minutes, so a
+    patient's request made right after `telemed demo` is offered to that login (R11.2 roster)."""
+    from sqlalchemy import select
+
+    from server.db.engine import make_engine, make_session_factory
+    from server.db.models import DutyShift, StaffAccount
+    from server.demo import seed_demo
+
+    hour, minute = map(int, moment.split(":"))
+    now = datetime(2026, 6, 10, hour, minute, tzinfo=UTC)
+    engine = make_engine(database_url)
+    try:
+        factory = make_session_factory(engine)
+        report = await seed_demo(factory, now=now, corporate_insured=20)
+        doctors = [login["login"] for login in report.logins if login["role"] == "doctor"]
+        assert doctors and all("on duty now" in login["secret"] for login in report.logins if login["role"] == "doctor")
+        async with factory() as session:
+            for username in doctors:
+                shifts = (
+                    await session.execute(
+                        select(DutyShift)
+                        .join(StaffAccount, StaffAccount.id == DutyShift.doctor_id)
+                        .where(StaffAccount.username == username, DutyShift.specialty == "general_practice")
+                    )
+                ).scalars()
+                assert any(s.starts_at <= now and s.ends_at.timestamp() - now.timestamp() >= 1800 for s in shifts)
+    finally:
+        await engine.dispose()

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from aiohttp import web
 from pydantic import Field
 
+from server.api import browser_session
 from server.api.endpoints import ApiModel, current_principal, endpoint
 from server.api.proxies import client_address
-from server.keys import context_key
+from server.db.models import InsuredPerson, Policy, Policyholder, Program, StaffAccount
+from server.domain.errors import NotFound, Unauthorized
+from server.keys import code_sender_key, context_key
+from server.security.otp import OutboxSender, mask_phone
 from server.services import auth as auth_service
-from server.services import profile
 from server.services.identity import ROLE_INSURED, STAFF_ROLES
-from server.services.profile import MeView
 
 routes = web.RouteTableDef()
 ALL_ROLES = (ROLE_INSURED, *sorted(STAFF_ROLES))
@@ -31,6 +34,7 @@ class PolicyLoginStarted(ApiModel):
     expires_in: int
     delivery: str
     message: str
+    dev_hint: str | None = Field(default=None, description="dev mode only: where the demo's one-time code can be read")
 
 
 class PolicyLoginVerify(ApiModel):
@@ -44,14 +48,16 @@ class StaffLogin(ApiModel):
 
 
 class RefreshRequest(ApiModel):
-    refresh_token: str = Field(min_length=10, max_length=200)
+    """Non-browser clients send the token; the web app sends ``{}`` with its cookie and header."""
+
+    refresh_token: str | None = Field(default=None, min_length=10, max_length=200)
 
 
 class TokenResponse(ApiModel):
     access_token: str
     token_type: str = "Bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_at: datetime
-    refresh_token: str
+    refresh_token: str | None = Field(description="null for the web app, which gets it as an HttpOnly cookie")
     refresh_expires_at: datetime
     role: str
 
@@ -62,16 +68,35 @@ class WebSocketTicketResponse(ApiModel):
     url: str
 
 
+class MeResponse(ApiModel):
+    role: str
+    subject_type: str
+    id: int
+    display_name: str
+    details: dict[str, Any]
 
 
-def _tokens(pair: auth_service.TokenPair) -> TokenResponse:
-    return TokenResponse(
+def _tokens(pair: auth_service.TokenPair, request: web.Request) -> TokenResponse | web.Response:
+    """The token pair; a browser gets the refresh token as an HttpOnly cookie instead of in the body."""
+    if not browser_session.is_browser(request):
+        return TokenResponse(
+            access_token=pair.access_token,
+            expires_at=pair.access_expires_at,
+            refresh_token=pair.refresh_token,
+            refresh_expires_at=pair.refresh_expires_at,
+            role=pair.role,
+        )
+    body = TokenResponse(
         access_token=pair.access_token,
         expires_at=pair.access_expires_at,
-        refresh_token=pair.refresh_token,
+        refresh_token=None,
         refresh_expires_at=pair.refresh_expires_at,
         role=pair.role,
     )
+    response = web.json_response(body.model_dump(mode="json"))
+    environment = request.app[context_key].settings.environment
+    browser_session.set_refresh_cookie(response, request, pair.refresh_token, pair.refresh_expires_at, environment)
+    return response
 
 
 @endpoint(
@@ -92,11 +117,16 @@ async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> Po
         birth_date=body.birth_date,
         client_address=client_address(request),
     )
+    dev_hint = None
+    demo_outbox = isinstance(request.app[code_sender_key], OutboxSender)
+    if request.app[context_key].settings.environment == "dev" and demo_outbox:
+        dev_hint = "telemed outbox --last 1"
     return PolicyLoginStarted(
         challenge_id=started.challenge_id,
         expires_in=started.expires_in,
         delivery=started.delivery,
         message="If the policy and birth date match our records, a code was sent to the phone on file.",
+        dev_hint=dev_hint,
     )
 
 
@@ -110,12 +140,12 @@ async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> Po
     response=TokenResponse,
     errors=[401, 422, 429],
 )
-async def verify_policy_login(request: web.Request, body: PolicyLoginVerify) -> TokenResponse:
+async def verify_policy_login(request: web.Request, body: PolicyLoginVerify) -> TokenResponse | web.Response:
     """Codes are single use, bound to their challenge, and capped at five guesses."""
     pair = await auth_service.verify_policy_login(
         request.app[context_key], challenge_id=body.challenge_id, code=body.code, client_address=client_address(request)
     )
-    return _tokens(pair)
+    return _tokens(pair, request)
 
 
 @endpoint(
@@ -128,12 +158,12 @@ async def verify_policy_login(request: web.Request, body: PolicyLoginVerify) -> 
     response=TokenResponse,
     errors=[401, 422, 429],
 )
-async def staff_login(request: web.Request, body: StaffLogin) -> TokenResponse:
+async def staff_login(request: web.Request, body: StaffLogin) -> TokenResponse | web.Response:
     """Doctors, dispatchers, HR and admins log in with an Argon2id-hashed password."""
     pair = await auth_service.staff_login(
         request.app[context_key], username=body.username, password=body.password, client_address=client_address(request)
     )
-    return _tokens(pair)
+    return _tokens(pair, request)
 
 
 @endpoint(
@@ -146,9 +176,14 @@ async def staff_login(request: web.Request, body: StaffLogin) -> TokenResponse:
     response=TokenResponse,
     errors=[401, 422],
 )
-async def refresh(request: web.Request, body: RefreshRequest) -> TokenResponse:
-    """Single-use refresh tokens with reuse detection."""
-    return _tokens(await auth_service.refresh(request.app[context_key], refresh_token=body.refresh_token))
+async def refresh(request: web.Request, body: RefreshRequest) -> TokenResponse | web.Response:
+    """Single-use refresh tokens with reuse detection; from the body, or the browser's cookie + header."""
+    token = body.refresh_token or browser_session.cookie_refresh_token(request)
+    if token is None:
+        raise Unauthorized(
+            "a refresh token is required (the cookie also needs its header)", code="invalid_refresh_token"
+        )
+    return _tokens(await auth_service.refresh(request.app[context_key], refresh_token=token), request)
 
 
 @endpoint(
@@ -161,10 +196,13 @@ async def refresh(request: web.Request, body: RefreshRequest) -> TokenResponse:
     status=200,
     errors=[401],
 )
-async def logout(request: web.Request) -> dict[str, bool]:
+async def logout(request: web.Request) -> web.Response:
     """Revoke the session behind the caller's access token."""
-    await auth_service.logout(request.app[context_key], current_principal(request))
-    return {"logged_out": True}
+    ctx = request.app[context_key]
+    await auth_service.logout(ctx, current_principal(request))
+    response = web.json_response({"logged_out": True})
+    browser_session.clear_refresh_cookie(response, request, ctx.settings.environment)
+    return response
 
 
 @endpoint(
@@ -192,9 +230,47 @@ async def websocket_ticket(request: web.Request) -> WebSocketTicketResponse:
     summary="Who am I: the caller's identity and basic details",
     tags=["auth"],
     roles=ALL_ROLES,
-    response=MeView,
+    response=MeResponse,
     errors=[401],
 )
-async def me(request: web.Request) -> MeView:
+async def me(request: web.Request) -> MeResponse:
     """Insured persons see their policy; staff see their account."""
-    return await profile.who_am_i(request.app[context_key], current_principal(request))
+    principal = current_principal(request)
+    ctx = request.app[context_key]
+    async with ctx.uow() as uow:
+        if principal.subject_type == "insured":
+            person = await uow.session.get(InsuredPerson, principal.subject_id)
+            if person is None:
+                raise NotFound("no such person")
+            policy = await uow.session.get(Policy, person.policy_id)
+            assert policy is not None
+            program = await uow.session.get(Program, policy.program_id)
+            holder = await uow.session.get(Policyholder, policy.policyholder_id)
+            assert program is not None and holder is not None
+            return MeResponse(
+                role=principal.role,
+                subject_type="insured",
+                id=person.id,
+                display_name=person.full_name,
+                details={
+                    "policy_number": policy.number,
+                    "policy_starts_on": policy.starts_on.isoformat(),
+                    "policy_ends_on": policy.ends_on.isoformat(),
+                    "program": program.name,
+                    "policyholder": holder.name,
+                    "service_type": person.service_type,
+                    "city": person.city,
+                    "phone_hint": mask_phone(person.phone),
+                },
+            )
+        account = await uow.session.get(StaffAccount, principal.subject_id)
+        if account is None:
+            raise NotFound("no such account")
+        details: dict[str, Any] = {"username": account.username}
+        if account.role == "doctor":
+            details["specialties"] = list(account.specialties)
+        if account.hr_policyholder_id is not None:
+            details["policyholder_id"] = account.hr_policyholder_id
+        return MeResponse(
+            role=principal.role, subject_type="staff", id=account.id, display_name=account.full_name, details=details
+        )

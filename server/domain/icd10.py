@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass
@@ -126,3 +127,36 @@ def describe_icd10(code: str) -> str:
     """
     normal = normalize_icd10(code)
     return str(_icd.get_description(normal)) if is_valid_icd10(normal) else ""
+
+
+@functools.cache
+def _catalogue() -> tuple[tuple[str, str, str], ...]:
+    """Every code a diagnosis can carry (the classification's leaves, R11.9) as (code, description,
+    lower-cased description), in the WHO list's order."""
+    rows = []
+    for code in _icd.get_all_codes(True):
+        if _icd.is_category_or_subcategory(code) and _icd.is_leaf(code):
+            description = str(_icd.get_description(code))
+            rows.append((str(code), description, description.lower()))
+    return tuple(rows)
+
+
+def search_icd10(query: str, *, limit: int = 20) -> list[Icd10Code]:
+    """Codes a doctor may record (R11.9: only the most specific ones), by code prefix (``"j06"``,
+    ``"J06,9"``) or by words of the name.
+
+    A query that looks like the start of a code matches codes beginning with it; otherwise every
+    word must occur in the WHO description (``"upper resp"``). Results keep the WHO list's order.
+    """
+    cleaned = " ".join(query.split())
+    if not cleaned:
+        return []
+    prefix = "".join(cleaned.upper().split()).translate(_HOMOGLYPHS)
+    if re.fullmatch(r"[A-Z][0-9]{0,2}(\.[0-9A-Z]?)?|[A-Z][0-9]{2}[0-9A-Z]", prefix):
+        if len(prefix) == 4 and "." not in prefix:
+            prefix = f"{prefix[:3]}.{prefix[3]}"
+        matches = [row for row in _catalogue() if row[0].startswith(prefix)]
+    else:
+        words = cleaned.lower().split()
+        matches = [row for row in _catalogue() if all(word in row[2] for word in words)]
+    return [Icd10Code(code, description) for code, description, _ in matches[:limit]]

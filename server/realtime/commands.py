@@ -19,7 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from server.channels import (
+from server.domain.errors import DomainError, InvalidInput, NotFound
+from server.realtime import messages
+from server.realtime.channels import (
     EVENT_CHAT_TYPING,
     EVENT_PRESENCE,
     consultation_channel,
@@ -27,9 +29,6 @@ from server.channels import (
     doctors_queue_channel,
     user_channel,
 )
-from server.domain.errors import DomainError, InvalidInput, NotFound
-from server.domain.participation import participant_of
-from server.realtime import messages
 from server.realtime.hub import Listener
 from server.services import chat
 from server.services.chat import PostedMessage
@@ -225,7 +224,7 @@ async def _ensure_participant(connection: Connection, consultation_id: int, acti
     if (
         feed is not None
         and any(listener.connection is connection for listener in feed.listeners)
-        and participant_of(feed.access, connection.principal) is not None
+        and chat.participant_of(feed.access, connection.principal) is not None
     ):
         return
     await chat.authorize_reader(connection.hub.ctx, connection.principal, consultation_id, action=action)

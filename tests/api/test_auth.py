@@ -45,7 +45,7 @@ async def test_policy_number_and_birth_date_alone_never_log_in_A7(client: TestCl
     response = await start(client, await factories.policy_number_of(person), person.birth_date.isoformat())
     body = await response.json()
     assert response.status == 200
-    assert "access_token" not in body and set(body) == {"challenge_id", "expires_in", "delivery", "message"}
+    assert "access_token" not in body and set(body) == {"challenge_id", "expires_in", "delivery", "message", "dev_hint"}
 
 
 async def test_code_goes_to_the_phone_on_file_and_is_six_digits_A8(

@@ -87,6 +87,6 @@ async def test_landing_page_styles_load_under_the_content_security_policy(client
     """The CSP forbids inline styles, so the page must link its stylesheet from /static/."""
     page = await client.get("/")
     html = await page.text()
-    assert "<style" not in html and 'href="/static/style.css"' in html
-    style = await client.get("/static/style.css")
+    assert "<style" not in html and "style=" not in html and 'href="/static/app/app.css"' in html
+    style = await client.get("/static/app/app.css")
     assert style.status == 200 and "font-family" in await style.text()

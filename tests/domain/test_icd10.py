@@ -93,3 +93,20 @@ def test_r11_9_categories_with_sub_codes_are_refused_and_the_sub_codes_offered(
     assert len(suggestions) == count
     assert suggestions[0]["code"] == first and suggestions[0]["description"]
     assert all(validate_icd10(s["code"]).code == s["code"] for s in suggestions)
+
+
+def test_search_by_code_prefix_offers_only_codes_a_diagnosis_can_carry_r11_9() -> None:
+    from server.domain.icd10 import search_icd10
+
+    codes = [c.code for c in search_icd10("J06")]
+    assert "J06" not in codes and "J06.9" in codes and all(c.startswith("J06.") for c in codes)
+    assert all(validate_icd10(code).code == code for code in codes)
+    assert [c.code for c in search_icd10("j06,9")] == ["J06.9"]  # Russian decimal comma
+
+
+def test_search_by_words_needs_every_word() -> None:
+    from server.domain.icd10 import search_icd10
+
+    found = search_icd10("acute pharyngitis")
+    assert found and all("acute" in c.description.lower() and "pharyngitis" in c.description.lower() for c in found)
+    assert search_icd10("   ") == [] and search_icd10("no such disease zzz") == []

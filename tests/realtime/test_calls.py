@@ -233,30 +233,3 @@ async def test_step_downs_are_recorded_shown_to_both_and_end_in_text_chat(
     stranger = await factories.login_staff(client, await factories.staff("doctor"))
     hidden = await client.get(f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(stranger))
     assert hidden.status == 404
-
-
-async def test_a_call_ends_when_its_consultation_stops_being_active(
-    client: TestClient, chat_setup: ChatSetup, factories: Factories
-) -> None:
-    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
-    from sqlalchemy import update
-
-    from server.channels import consultation_channel
-    from server.db.models import Consultation
-    from server.keys import context_key
-
-    async with factories.session_factory() as session:
-        await session.execute(
-            update(Consultation).where(Consultation.id == chat_setup.consultation.id).values(status="completed")
-        )
-        await session.commit()
-    await client.app[context_key].bus.publish(
-        consultation_channel(chat_setup.consultation.id),
-        {"type": "consultation.updated", "consultation_id": chat_setup.consultation.id, "status": "completed"},
-    )
-    for ws, sub in ((doctor, doctor_sub), (patient, patient_sub)):
-        ended = await ws.event(sub, "call.ended")
-        assert ended["reason"] == "consultation_ended" and ended["call_id"] == call_id
-    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp=OFFER)) == "not_joined"
-    _, again = await join(doctor, chat_setup.consultation.id)
-    assert error_code(again) == "consultation_not_active"

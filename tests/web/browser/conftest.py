@@ -1,0 +1,135 @@
+"""Browser tests: Debian's Chromium driven by Playwright against a real `telemed demo` server.
+
+They run only inside a loopback-only network namespace (``unshare -n``), started by
+``tests/web/test_browser_suite.py`` with ``TELEMED_BROWSER_NETNS=1``, so that Chromium and the
+server can reach nothing but 127.0.0.1. Collected directly without that variable, this folder
+is ignored (the default run still executes it through the suite test, never skips it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if os.environ.get("TELEMED_BROWSER_NETNS") != "1":
+    collect_ignore_glob = ["test_*.py"]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
+
+
+@dataclass
+class DemoServer:
+    """A `telemed demo` process on a free loopback port, with the logins it printed."""
+
+    base: str
+    data_dir: Path
+    doctors: list[str]
+    output: list[str] = field(default_factory=list)
+
+    def latest_code(self) -> str:
+        """The newest one-time code in the demo outbox (what `telemed outbox --last 1` shows)."""
+        lines = (self.data_dir / "outbox.jsonl").read_text().splitlines()
+        match = re.search(r"code: (\d{6})", lines[-1])
+        assert match, lines[-1]
+        return match.group(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """The one-command demo exactly as a new user runs it (dev mode, SQLite, in-process bus)."""
+    port = _free_port()
+    data = tmp_path_factory.mktemp("demo-data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMED_")}
+    env["TELEMED_DATA_DIR"] = str(data)
+    env["TELEMED_ALLOWED_ORIGINS"] = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--insured", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if line.startswith("serving on"):
+            break
+    doctors = re.findall(r"^\s*doctor\s+(dr\.\S+)\s.*on duty now", "".join(output), re.MULTILINE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    server = DemoServer(base=base, data_dir=data, doctors=doctors, output=output)
+    # Keep draining the log so the server never blocks on a full pipe.
+    import threading
+
+    drain = threading.Thread(target=lambda: [output.append(x) for x in process.stdout or []], daemon=True)
+    drain.start()
+    try:
+        assert doctors, "".join(output)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        drain.join(timeout=5)
+        process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
