@@ -52,6 +52,8 @@ _NAME: Final = re.compile(r"[^\W\d_]+(?:[ '\-.][^\W\d_]*)*", re.UNICODE)
 _RU_DATE: Final = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
 _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _SPACES: Final = re.compile(r"\s+")
+_PHONE_PUNCTUATION: Final = re.compile(r"[\s()\-.]")
+_RU_PHONE: Final = re.compile(r"(?:\+7|8|7)(\d{10})")
 CHANGE_FIELDS: Final = ("phone", "city", "department", "policy_id", "starts_on")
 """What a new version of the list may change about a person (the service type changes only by R4)."""
 
@@ -201,11 +203,20 @@ def parse_day(raw: str) -> date | None:
 
 
 def normalise_phone(raw: str, region: str = "RU") -> str | None:
-    """The number in E.164 (``+79161234567``), or ``None`` when it is not a valid number."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
+    """The number in E.164 (``+79161234567``), or ``None`` when it is not a valid number.
+
+    The common Russian spellings (``8 (916) 123-45-67``, ``+7 916 1234567``) skip the general parser (the
+    slow part) and go straight to the library's validity check; everything else is parsed in full.
+    """
+    compact = _PHONE_PUNCTUATION.sub("", raw)
+    match = _RU_PHONE.fullmatch(compact) if region == "RU" else None
+    if match is not None:
+        number = phonenumbers.PhoneNumber(country_code=7, national_number=int(match[1]))
+    else:
+        try:
+            number = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            return None
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
@@ -213,6 +224,9 @@ def normalise_phone(raw: str, region: str = "RU") -> str | None:
 
 def clean_text(raw: str) -> str:
     """A cell as text: control characters dropped, spaces collapsed. Formulas stay the text they are."""
+    if raw.isprintable():  # the usual cell: no control characters to drop (checked in C, fast)
+        text = raw.strip()
+        return _SPACES.sub(" ", text) if "  " in text else text
     text = "".join(ch for ch in raw if unicodedata.category(ch)[0] != "C" or ch == " ")
     return _SPACES.sub(" ", text).strip()
 

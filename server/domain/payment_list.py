@@ -23,6 +23,10 @@ PAYMENT_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
     "date": ("date", "paid_on", "bundled_on", "дата", "дата платежа"),
     "reference": ("reference", "payment_reference", "референс", "номер платежа", "номер платёжного поручения"),
 }
+OPTIONAL_PAYMENT_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    # What the payment says it pays for: the policy number or an additional agreement's number (R7.6).
+    "pays_for": ("pays_for", "purpose", "schedule", "назначение", "назначение платежа"),
+}
 _AMOUNT: Final = re.compile(r"\d{1,12}(?:[.,]\d{1,2})?")
 _REFERENCE: Final = re.compile(r"[\w./#-]{1,80}", re.UNICODE)
 
@@ -36,11 +40,13 @@ class PaymentEntry:
     amount: Decimal
     paid_on: date
     reference: str
+    pays_for: str | None = None
 
 
 def map_payment_header(header: Sequence[str]) -> tuple[dict[str, int], list[RowProblem]]:
     """Find the four columns; each is required."""
-    lookup = {alias: column for column, aliases in PAYMENT_COLUMNS.items() for alias in aliases}
+    known = {**PAYMENT_COLUMNS, **OPTIONAL_PAYMENT_COLUMNS}
+    lookup = {alias: column for column, aliases in known.items() for alias in aliases}
     found: dict[str, int] = {}
     problems: list[RowProblem] = []
     for index, raw in enumerate(header):
@@ -77,8 +83,8 @@ def validate_payment_rows(
             continue
 
         def cell(column: str) -> str:
-            index = columns[column]
-            return clean_text(cells[index]) if index < len(cells) else ""  # noqa: B023
+            index = columns.get(column)
+            return clean_text(cells[index]) if index is not None and index < len(cells) else ""  # noqa: B023
 
         found: list[RowProblem] = []
         number, raw_amount, raw_day, reference = cell("policy_number"), cell("amount"), cell("date"), cell("reference")
@@ -104,5 +110,5 @@ def validate_payment_rows(
             problems += found
             continue
         assert amount is not None and day is not None
-        entries.append(PaymentEntry(line, number, amount, day, reference))
+        entries.append(PaymentEntry(line, number, amount, day, reference, cell("pays_for") or None))
     return entries, problems

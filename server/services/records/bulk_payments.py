@@ -131,6 +131,7 @@ async def import_payments(
                     scheduled_payment_id=None,
                     principal=principal,
                     now=now,
+                    reference=entry.pays_for,
                 )
             except DomainError as exc:
                 await savepoint.rollback()

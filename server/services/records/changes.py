@@ -10,19 +10,18 @@ import getpass
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AuditEvent, RecordChange
+from server.db.repositories import records as records_repo
 from server.db.repositories.audit import append_event_txn
 from server.domain.insured_list import jsonable
 from server.logging_setup import request_id_var
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, Principal
-
-CHANGE_INSERT_CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +84,8 @@ async def record_txn(
 
 
 async def record_many_txn(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Many changes at once (a list import): one multi-row INSERT per chunk."""
-    table = cast(Table, RecordChange.__table__)
-    for start in range(0, len(rows), CHANGE_INSERT_CHUNK):
-        await session.execute(insert(table), list(rows[start : start + CHANGE_INSERT_CHUNK]))
+    """Many changes at once (a list import): COPY on PostgreSQL, multi-row INSERTs elsewhere."""
+    await records_repo.insert_changes(session, rows)
 
 
 def change_row(

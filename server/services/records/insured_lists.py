@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any, Final, TypeVar, cast
 
 from sqlalchemy import Table as SqlTable
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import (
@@ -28,6 +28,7 @@ from server.db.models import (
     Program,
     ProgramClinic,
 )
+from server.db.repositories import records as records_repo
 from server.domain.errors import DomainError, NotFound
 from server.domain.insured_list import (
     ExistingPerson,
@@ -282,26 +283,16 @@ async def _apply_txn(
     await session.flush()
     changes: list[dict[str, Any]] = []
     table = cast(SqlTable, InsuredPerson.__table__)
-    for chunk in _chunks(diff.added, WRITE_CHUNK):
-        values = [_new_person(entry, now) for entry in chunk]
-        ids = (
-            (await session.execute(insert(table).returning(table.c.id, sort_by_parameter_order=True), values))
-            .scalars()
-            .all()
+    before = await records_repo.insert_persons(session, [_new_person(entry, now) for entry in diff.added])
+    if diff.added:
+        await records_repo.record_persons_added(
+            session,
+            sorted({e.policy_id for e in diff.added}),
+            after_id=before,
+            occurred_at=now,
+            actor=actor.key,
+            batch_id=batch.id,
         )
-        for person_id, entry in zip(ids, chunk, strict=True):
-            changes.append(
-                change_row(
-                    actor,
-                    now,
-                    entity_type="insured_person",
-                    entity_id=person_id,
-                    action="added",
-                    changes=diff_json({name: (None, getattr(entry, name)) for name in ADDED_FIELDS}),
-                    person_id=person_id,
-                    batch_id=batch.id,
-                )
-            )
     if diff.changed:
         stmt = (
             update(table)
