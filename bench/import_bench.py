@@ -26,8 +26,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-DEPARTMENTS = ("Продажи", "ИТ", "Бухгалтерия", "Склад", "Логистика")  # noqa: RUF001
-LETTERS = "абвгдежзиклмнопрстуфхцчшэюя"  # noqa: RUF001
+DEPARTMENTS = ("Продажи", "ИТ", "Бухгалтерия", "Склад", "Логистика")
+LETTERS = "абвгдежзиклмнопрстуфхцчшэюя"
 
 
 def _name(index: int) -> str:
@@ -37,7 +37,7 @@ def _name(index: int) -> str:
         letters = LETTERS[rest] + letters
         if index == 0:
             break
-    return f"Сотрудников {letters.capitalize()} Петрович"  # noqa: RUF001
+    return f"Сотрудников {letters.capitalize()} Петрович"
 
 
 def employees(count: int) -> list[tuple[str, date, str, str, str]]:
@@ -46,13 +46,13 @@ def employees(count: int) -> list[tuple[str, date, str, str, str]]:
     for i in range(count):
         birth = date(1960, 1, 1) + timedelta(days=i % 15000)
         phone = f"8 (9{16 + i // 10_000_000 % 10}) {i // 10000 % 1000:03d}-{i // 100 % 100:02d}-{i % 100:02d}"
-        rows.append((_name(i), birth, phone, "Москва", DEPARTMENTS[i % len(DEPARTMENTS)]))  # noqa: RUF001
+        rows.append((_name(i), birth, phone, "Москва", DEPARTMENTS[i % len(DEPARTMENTS)]))
     return rows
 
 
 def employees_csv(rows: list[tuple[str, date, str, str, str]]) -> bytes:
     """As a Russian office's Excel saves it: cp1251, ';', CRLF, dd.mm.yyyy."""
-    lines = ["ФИО;Дата рождения;Телефон;Город;Подразделение;Программа;Дата начала"]  # noqa: RUF001
+    lines = ["ФИО;Дата рождения;Телефон;Город;Подразделение;Программа;Дата начала"]
     lines += [f"{n};{b:%d.%m.%Y};{p};{c};{d};BENCH;01.02.2026" for n, b, p, c, d in rows]
     return ("\r\n".join(lines) + "\r\n").encode("cp1251")
 

@@ -13,9 +13,19 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from prometheus_client import CollectorRegistry
 
+from server.api import admin as admin_routes
+from server.api import admin_imports as admin_imports_routes
+from server.api import admin_records as admin_records_routes
+from server.api import admin_staff as admin_staff_routes
 from server.api import auth as auth_routes
+from server.api import calls as calls_routes
+from server.api import chat as chat_routes
+from server.api import consultations as consultation_routes
+from server.api import coverage as coverage_routes
+from server.api import dispatch as dispatch_routes
 from server.api import health as health_routes
 from server.api import openapi as openapi_routes
+from server.api import roster as roster_routes
 from server.api.errors import error_middleware
 from server.api.input_guard import input_guard_middleware
 from server.api.proxies import proxy_middlewares
@@ -38,6 +48,7 @@ from server.keys import (
 )
 from server.logging_setup import request_context_middleware
 from server.metrics import make_metrics
+from server.realtime import setup as realtime_setup
 from server.security.otp import CodeSender
 from server.security.sms import make_code_sender
 from server.security.tokens import TokenService
@@ -115,7 +126,7 @@ def create_app(
         app.router.add_routes(module.routes)
     if settings.metrics_on_public_listener:
         app.router.add_routes(health_routes.metrics_routes)
-    _setup_optional_areas(app)
+    setup_areas(app)
     for setup in extra_setup:
         setup(app)
     if WEB_ROOT.is_dir():
@@ -123,30 +134,26 @@ def create_app(
     return app
 
 
-def _setup_optional_areas(app: web.Application) -> None:
-    """Wire each area that exists: coverage/dispatch, consultations/roster, realtime, signalling."""
-    import importlib
+def setup_areas(app: web.Application) -> None:
+    """Wire every area, each imported by name (a missing module is an import error, not a silent skip).
 
-    for module_name in (
-        "server.api.coverage",
-        "server.api.dispatch",
-        "server.api.admin",
-        "server.api.roster",
-        "server.api.consultations",
-        "server.api.hr",
-        "server.realtime.setup",
+    An area with background work has a ``setup(app)``; the others add their ``routes``. The order is
+    the order routes are matched and documented.
+    """
+    for module in (
+        coverage_routes,
+        dispatch_routes,
+        admin_routes,
+        admin_records_routes,
+        admin_imports_routes,
+        admin_staff_routes,
+        chat_routes,
+        calls_routes,
     ):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            setup(app)
-        else:
-            app.router.add_routes(module.routes)
+        app.router.add_routes(module.routes)
+    roster_routes.setup(app)
+    consultation_routes.setup(app)
+    realtime_setup.setup(app)
 
 
 def setup_web(app: web.Application) -> None:

@@ -13,7 +13,6 @@ from aiohttp.test_utils import TestClient
 from openpyxl import Workbook
 
 from server.services.context import ServiceContext
-from tests.api.backoffice_support import app  # noqa: F401 (the app with the back-office routes)
 from tests.factories import Factories, bearer
 from tests.realtime.conftest import ORIGIN, WAIT, connect
 from tests.services.records.support import corporate_client, csv_rows

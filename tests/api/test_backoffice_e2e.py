@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from tests.api.backoffice_support import app  # noqa: F401 (the app with the back-office routes)
 from tests.factories import Factories, bearer
 from tests.fakes import RecordingSender
 
