@@ -125,8 +125,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """One command for a fresh machine: migrate, seed, print logins and serve."""
+    """One command for a fresh machine: migrate, seed, print logins and serve.
+
+    Refused in production: the demo creates staff accounts that share a published password (D9).
+    """
     settings = _prepare(_settings(args))
+    if settings.environment == "production":
+        print("telemed demo is refused with TELEMED_ENVIRONMENT=production: it creates demo accounts "
+              "with a shared published password", file=sys.stderr)
+        return 2
     from server.db.migrate import upgrade
 
     upgrade(settings.effective_database_url)

@@ -77,7 +77,10 @@ class Settings(BaseSettings):
     refresh_absolute_hours: int = Field(default=12, ge=1, le=12)
     otp_ttl_seconds: int = Field(default=300, ge=30, le=600)
     otp_max_guesses: int = Field(default=5, ge=1, le=5)
-    login_starts_per_policy_per_hour: int = 10
+    # Policy login (A8): per person, per address, and a per-policy ceiling of at least
+    # login_starts_per_policy_per_hour, else the per-person limit x (persons on the policy + 1).
+    login_starts_per_person_per_hour: int = Field(default=10, ge=1)
+    login_starts_per_policy_per_hour: int = Field(default=10, ge=1)
     login_starts_per_address_per_hour: int = 60
     failed_logins_per_account_per_hour: int = 100
     ws_ticket_seconds: int = Field(default=30, ge=5, le=60)

@@ -29,6 +29,7 @@ from server.db.models import (
     ScheduledPayment,
     StaffAccount,
 )
+from server.domain.insured_number import format_insured_number
 from server.security.passwords import hash_password
 
 DEMO_PASSWORD: Final = "demo-password"  # noqa: S105 - printed demo credential, refused in production
@@ -544,23 +545,34 @@ async def on_duty_doctors(session: AsyncSession, *, now: datetime, specialty: st
 
 
 async def demo_logins(session: AsyncSession, *, now: datetime) -> list[dict[str, str]]:
-    """Logins to print after the demo starts: the doctor is one on duty at this moment."""
-    first = (
+    """Logins to print after the demo starts: the doctor is one on duty at this moment.
+
+    The insured login is by the personal insured number on the card, shown for an employee who
+    shares a birth date with a colleague on the corporate policy (where the policy number alone
+    is ambiguous, issue 11).
+    """
+    persons = (
         await session.execute(
-            select(InsuredPerson, Policy.number)
+            select(InsuredPerson)
             .join(Policy, Policy.id == InsuredPerson.policy_id)
             .where(Policy.number == CORPORATE_POLICY)
             .order_by(InsuredPerson.id)
-            .limit(1)
         )
-    ).first()
+    ).scalars().all()
+    born: dict[date, int] = {}
+    for person in persons:
+        born[person.birth_date] = born.get(person.birth_date, 0) + 1
+    shown = next((p for p in persons if born[p.birth_date] > 1), persons[0] if persons else None)
     logins = []
-    if first is not None:
-        person, number = first
+    if shown is not None:
         logins.append(
             {
                 "role": "insured",
-                "login": f"policy {number}, birth date {person.birth_date.isoformat()}",
+                "login": (
+                    f"insured number {format_insured_number(shown.insured_number)} (on the card), "
+                    f"birth date {shown.birth_date.isoformat()} (policy {CORPORATE_POLICY}; "
+                    f"{born[shown.birth_date]} persons on it share this birth date)"
+                ),
                 "secret": "one-time code: run `telemed outbox --last 1` (also in the server log); app: /#/patient",
             }
         )

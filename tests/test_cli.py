@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -107,3 +109,57 @@ def test_data_dir_option_is_honoured(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "123456" in result.stdout
+
+
+async def test_seed_prints_an_insured_login_by_the_number_on_the_card(tmp_path: Path, database_factory) -> None:
+    """The printed insured login names one person even where birth dates are shared (issue 11)."""
+    url = await database_factory.new_database(migrated=False)
+    try:
+        seeded = _telemed("seed", "--insured", "300", data_dir=tmp_path, database_url=url)
+        assert seeded.returncode == 0, seeded.stderr
+        found = re.search(
+            r"insured number (\d{4} \d{4} \d{4}) \(on the card\), birth date (\d{4}-\d{2}-\d{2})", seeded.stdout
+        )
+        assert found, seeded.stdout
+        number, born = found.group(1).replace(" ", ""), date.fromisoformat(found.group(2))
+        engine = make_engine(url)
+        try:
+            async with make_session_factory(engine)() as session:
+                matches = (
+                    await session.execute(select(InsuredPerson).where(InsuredPerson.insured_number == number))
+                ).scalars().all()
+                numbers = (await session.execute(select(InsuredPerson.insured_number))).scalars().all()
+                same_day = (
+                    await session.execute(
+                        select(func.count()).select_from(InsuredPerson).where(InsuredPerson.birth_date == born)
+                    )
+                ).scalar_one()
+        finally:
+            await engine.dispose()
+        assert [p.birth_date for p in matches] == [born]
+        assert len(set(numbers)) == len(numbers) == 304  # every person their own number
+        assert same_day >= 2  # the demo's corporate policy really has such a pair
+    finally:
+        await database_factory.drop(url)
+
+
+async def test_demo_refuses_production_D9(tmp_path: Path, database_factory) -> None:
+    url = await database_factory.new_database(migrated=False)
+    try:
+        env_extra = {"TELEMED_ENVIRONMENT": "production"}
+        os.environ.update(env_extra)
+        try:
+            refused = _telemed("demo", "--port", "0", data_dir=tmp_path, database_url=url)
+        finally:
+            os.environ.pop("TELEMED_ENVIRONMENT")
+        assert refused.returncode != 0
+        assert "serving on" not in refused.stdout
+        engine = make_engine(url)
+        try:
+            async with engine.connect() as connection:
+                tables = await connection.run_sync(lambda c: __import__("sqlalchemy").inspect(c).get_table_names())
+        finally:
+            await engine.dispose()
+        assert "staff_accounts" not in tables  # nothing migrated, no demo accounts
+    finally:
+        await database_factory.drop(url)

@@ -6,13 +6,14 @@ from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from server.api import browser_session
 from server.api.endpoints import ApiModel, current_principal, endpoint
 from server.api.proxies import client_address
 from server.db.models import InsuredPerson, Policy, Policyholder, Program, StaffAccount
 from server.domain.errors import NotFound, Unauthorized
+from server.domain.insured_number import format_insured_number, normalize_insured_number
 from server.keys import code_sender_key, context_key
 from server.security.otp import OutboxSender, mask_phone
 from server.services import auth as auth_service
@@ -23,10 +24,24 @@ ALL_ROLES = (ROLE_INSURED, *sorted(STAFF_ROLES))
 
 
 class PolicyLoginStart(ApiModel):
-    """Policy number and birth date: identifiers, not secrets (A7)."""
+    """The insured number on the card (or the policy number) and birth date: identifiers, not secrets (A7).
 
-    policy_number: str = Field(min_length=3, max_length=40, pattern=r"^[A-Za-z0-9\-/]+$")
+    On a corporate policy several people may share a birth date: with the policy number, they
+    add the last 4 digits of the phone on file (the answer 409 ``phone_digits_required`` says so).
+    """
+
+    insured_number: str | None = Field(default=None, min_length=12, max_length=20, pattern=r"^[0-9 \-]+$")
+    policy_number: str | None = Field(default=None, min_length=3, max_length=40, pattern=r"^[A-Za-z0-9\-/]+$")
     birth_date: date
+    phone_last_digits: str | None = Field(default=None, pattern=r"^[0-9]{4}$")
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> PolicyLoginStart:
+        if (self.insured_number is None) == (self.policy_number is None):
+            raise ValueError("send insured_number (on your card) or policy_number, not both")
+        if self.insured_number is not None and normalize_insured_number(self.insured_number) is None:
+            raise ValueError("insured_number is 12 digits with a check digit: check it against your card")
+        return self
 
 
 class PolicyLoginStarted(ApiModel):
@@ -107,13 +122,15 @@ def _tokens(pair: auth_service.TokenPair, request: web.Request) -> TokenResponse
     tags=["auth"],
     body=PolicyLoginStart,
     response=PolicyLoginStarted,
-    errors=[422, 429],
+    errors=[409, 422, 429],
 )
 async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> PolicyLoginStarted:
     """Same answer whether or not the policy exists, so it cannot be used to probe policies."""
     started = await auth_service.start_policy_login(
         request.app[context_key],
-        policy_number=body.policy_number.upper(),
+        policy_number=body.policy_number.upper() if body.policy_number is not None else None,
+        insured_number=normalize_insured_number(body.insured_number) if body.insured_number is not None else None,
+        phone_last_digits=body.phone_last_digits,
         birth_date=body.birth_date,
         client_address=client_address(request),
     )
@@ -125,7 +142,7 @@ async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> Po
         challenge_id=started.challenge_id,
         expires_in=started.expires_in,
         delivery=started.delivery,
-        message="If the policy and birth date match our records, a code was sent to the phone on file.",
+        message="If the number and birth date match our records, a code was sent to the phone on file.",
         dev_hint=dev_hint,
     )
 
@@ -254,6 +271,7 @@ async def me(request: web.Request) -> MeResponse:
                 display_name=person.full_name,
                 details={
                     "policy_number": policy.number,
+                    "insured_number": format_insured_number(person.insured_number),
                     "policy_starts_on": policy.starts_on.isoformat(),
                     "policy_ends_on": policy.ends_on.isoformat(),
                     "program": program.name,

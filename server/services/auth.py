@@ -26,7 +26,7 @@ from server.db.models import (
 )
 from server.db.models import WebSocketTicket as WebSocketTicketRow
 from server.db.repositories import accounts as repo
-from server.domain.errors import Forbidden, RateLimited, Unauthorized
+from server.domain.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from server.realtime.channels import EVENT_SESSION_REVOKED, session_channel
 from server.security import otp
 from server.security.passwords import hash_password, needs_rehash, verify_password
@@ -65,37 +65,75 @@ class TokenPair:
 
 
 async def start_policy_login(
-    ctx: ServiceContext, *, policy_number: str, birth_date: date, client_address: str
+    ctx: ServiceContext,
+    *,
+    birth_date: date,
+    client_address: str,
+    policy_number: str | None = None,
+    insured_number: str | None = None,
+    phone_last_digits: str | None = None,
 ) -> LoginStarted:
-    """Start a policy login: send a one-time code to the phone on file, if the person exists.
+    """Start a login by the personal insured number (or the policy number) and birth date.
+
+    A one-time code goes to the phone on file if exactly one active person with a valid policy
+    matches. Several people on one corporate policy can share a birth date: then the policy
+    number alone does not say who it is, and the caller is asked for the insured number on the
+    card or the last four digits of the phone on file, never guessed (issue 11, item 6).
+
+    Attempts are counted per person and per client address, with a per-policy ceiling that grows
+    with the persons on the policy, so a flood against one policy slows the attacker, not the
+    employees (A8).
 
     Raises:
-        RateLimited: too many starts for this policy or from this address in the last hour.
+        RateLimited: too many starts for this person, this policy or from this address.
+        AmbiguousLogin: the policy number and birth date match several persons.
     """
+    if (policy_number is None) == (insured_number is None):
+        raise ValueError("give exactly one of policy_number and insured_number")
     now = ctx.clock.now()
     settings = ctx.settings
     hour_ago = now - timedelta(hours=1)
     challenge_id = secrets.token_urlsafe(24)
     code = otp.new_code()
+    chosen: tuple[InsuredPerson, Policy] | None = None
+    ambiguous = False
     async with ctx.uow() as uow:
-        per_policy = await repo.count_challenges_since(uow.session, since=hour_ago, policy_number=policy_number)
-        per_address = await repo.count_challenges_since(uow.session, since=hour_ago, client_address=client_address)
-        if per_policy >= settings.login_starts_per_policy_per_hour or (
-            per_address >= settings.login_starts_per_address_per_hour
-        ):
+        candidates = await repo.find_login_candidates(
+            uow.session, birth_date=birth_date, policy_number=policy_number, insured_number=insured_number
+        )
+        if phone_last_digits is not None:
+            candidates = [(p, pol) for p, pol in candidates if _phone_digits(p.phone).endswith(phone_last_digits)]
+        if len(candidates) == 1:
+            chosen = candidates[0]
+        elif len(candidates) > 1:
+            ambiguous = True
+        policy_key = chosen[1].number if chosen is not None else (policy_number or f"IN:{insured_number}")
+        person_key = (
+            f"insured:{chosen[0].id}" if chosen is not None else f"{policy_key}:{birth_date.isoformat()}"
+        )[:80]
+        persons_on_policy = await repo.count_persons_on_policy(uow.session, policy_key)
+        # Every person's own quota plus one more for mistyped dates: grows with the policy.
+        policy_ceiling = max(
+            settings.login_starts_per_policy_per_hour,
+            settings.login_starts_per_person_per_hour * (persons_on_policy + 1),
+        )
+        counts = (
+            await repo.count_challenges_since(uow.session, since=hour_ago, person_key=person_key),
+            await repo.count_challenges_since(uow.session, since=hour_ago, policy_number=policy_key),
+            await repo.count_challenges_since(uow.session, since=hour_ago, client_address=client_address),
+        )
+        limits = (settings.login_starts_per_person_per_hour, policy_ceiling, settings.login_starts_per_address_per_hour)
+        if any(count >= limit for count, limit in zip(counts, limits, strict=True)):
             ctx.metrics.logins.labels("policy_start", "rate_limited").inc()
             auth_log.warning("auth.policy_start_rate_limited address=%s", client_address)
             raise RateLimited("too many login attempts; try again later")
-        person = await repo.find_insured_for_login(uow.session, policy_number, birth_date)
-        deliverable = person is not None and person.is_active
-        if person is not None and deliverable:
-            policy_valid = await _policy_valid_on(uow.session, person, now.date())
-            deliverable = policy_valid
+        deliverable = chosen is not None and chosen[1].starts_on <= now.date() <= chosen[1].ends_on
         uow.session.add(
             LoginChallenge(
                 id=challenge_id,
-                policy_number=policy_number,
-                insured_person_id=person.id if (person is not None and deliverable) else None,
+                policy_number=policy_key[:40],
+                person_key=person_key,
+                insured_person_id=chosen[0].id if (chosen is not None and deliverable) else None,
                 # For an unknown person the code is never sent, so no one can ever match it.
                 code_hash=otp.hash_code(challenge_id, code if deliverable else secrets.token_hex(16), _pepper(ctx)),
                 client_address=client_address,
@@ -105,17 +143,28 @@ async def start_policy_login(
             )
         )
         await uow.commit()
-    if person is not None and deliverable:
+    if ambiguous:
+        ctx.metrics.logins.labels("policy_start", "ambiguous").inc()
+        raise AmbiguousLogin(
+            "several insured persons on this policy have this birth date: log in with the insured number "
+            "on your card, or add the last 4 digits of the phone on file as phone_last_digits",
+            code="phone_digits_required",
+            details={"fields": ["insured_number", "phone_last_digits"]},
+        )
+    if chosen is not None and deliverable:
         await ctx.code_sender.send(
-            person.phone, f"Telemed login code: {code}. Valid {settings.otp_ttl_seconds // 60} min.", now=now
+            chosen[0].phone, f"Telemed login code: {code}. Valid {settings.otp_ttl_seconds // 60} min.", now=now
         )
     ctx.metrics.logins.labels("policy_start", "ok").inc()
     return LoginStarted(challenge_id=challenge_id, expires_in=settings.otp_ttl_seconds, delivery="sms")
 
 
-async def _policy_valid_on(session: AsyncSession, person: InsuredPerson, on: date) -> bool:
-    policy = await session.get(Policy, person.policy_id)
-    return policy is not None and policy.starts_on <= on <= policy.ends_on
+def _phone_digits(phone: str) -> str:
+    return "".join(c for c in phone if c.isascii() and c.isdigit())
+
+
+class AmbiguousLogin(Conflict):
+    """The policy number and birth date name several persons; the caller must say which."""
 
 
 def _pepper(ctx: ServiceContext) -> str:
@@ -136,7 +185,8 @@ async def verify_policy_login(ctx: ServiceContext, *, challenge_id: str, code: s
         if challenge is None:
             ctx.metrics.logins.labels("policy_verify", "failed").inc()
             raise Unauthorized(WRONG_CODE, code="invalid_code")
-        account_key = f"policy:{challenge.policy_number}"
+        # Failures count per person (never per shared policy number: one must not lock out a company).
+        account_key = challenge.person_key or f"policy:{challenge.policy_number}"
         failures = await repo.count_failures_since(uow.session, account_key, now - timedelta(hours=1))
         if failures >= ctx.settings.failed_logins_per_account_per_hour:
             raise RateLimited("too many failed attempts for this policy; try again later")

@@ -9,7 +9,7 @@ import asyncio
 import base64
 import json
 import warnings
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import jwt
@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
 from server.clock import FixedClock
-from server.db.models import AuthSession, LoginChallenge
+from server.db.models import AuthSession, LoginChallenge, Policy
 from server.keys import context_key
 from tests.conftest import TEST_SECRET
 from tests.factories import STAFF_PASSWORD, Factories, bearer
@@ -164,13 +164,22 @@ async def test_sixth_guess_fails_even_with_the_right_code_A8(
     assert response.status == 401
 
 
-async def test_login_starts_are_rate_limited_per_policy(client: TestClient, factories: Factories) -> None:
+async def test_login_starts_are_rate_limited_per_person_not_per_policy_A8(
+    client: TestClient, factories: Factories
+) -> None:
     person = await factories.insured()
+    colleague = await factories.insured(policy=await _policy_of(factories, person), birth_date=date(1985, 1, 2))
     number = await factories.policy_number_of(person)
-    limit = client.app[context_key].settings.login_starts_per_policy_per_hour
+    limit = client.app[context_key].settings.login_starts_per_person_per_hour
     statuses = [(await start(client, number, "1990-05-17")).status for _ in range(limit + 1)]
     assert statuses[:limit] == [200] * limit
     assert statuses[limit] == 429
+    assert (await start(client, number, colleague.birth_date.isoformat())).status == 200
+
+
+async def _policy_of(factories: Factories, person: Any) -> Any:
+    async with factories.session_factory() as session:
+        return await session.get(Policy, person.policy_id)
 
 
 async def test_login_starts_are_rate_limited_per_client_address(client: TestClient, factories: Factories) -> None:

@@ -49,10 +49,13 @@ class LoginChallenge(Base):
     __table_args__ = (
         Index("ix_login_challenges_policy_created", "policy_number", "created_at"),
         Index("ix_login_challenges_address_created", "client_address", "created_at"),
+        Index("ix_login_challenges_person_created", "person_key", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     policy_number: Mapped[str] = mapped_column(String(40))
+    # Who the attempt names (policy or insured number + birth date): the per-person limit (A8).
+    person_key: Mapped[str | None] = mapped_column(String(80))
     insured_person_id: Mapped[int | None] = mapped_column(ForeignKey("insured_persons.id", ondelete="CASCADE"))
     code_hash: Mapped[str] = mapped_column(String(128))
     client_address: Mapped[str] = mapped_column(String(64))

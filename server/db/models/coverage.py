@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.db.base import Base, BigId, UTCDateTime
+from server.domain.insured_number import new_insured_number
 
 Money = Numeric(14, 2)
 
@@ -128,10 +129,13 @@ class InsuredPerson(Base):
     __table_args__ = (
         CheckConstraint("service_type IN ('dispatcher', 'registry')", name="service_type"),
         Index("ix_insured_persons_policy_birth", "policy_id", "birth_date"),
+        Index("uq_insured_persons_insured_number", "insured_number", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     policy_id: Mapped[int] = mapped_column(ForeignKey("policies.id"))
+    # Printed on the card and used at login (issue 11): one's own, where the policy number is shared.
+    insured_number: Mapped[str] = mapped_column(String(12), default=new_insured_number)
     full_name: Mapped[str] = mapped_column(String(300))
     birth_date: Mapped[date] = mapped_column(Date)
     phone: Mapped[str] = mapped_column(String(40))

@@ -19,23 +19,56 @@ from server.db.models import (
 )
 
 
-async def find_insured_for_login(session: AsyncSession, policy_number: str, birth_date: date) -> InsuredPerson | None:
-    """The active insured person with this policy number and birth date, if any."""
+async def find_login_candidates(
+    session: AsyncSession,
+    *,
+    birth_date: date,
+    policy_number: str | None = None,
+    insured_number: str | None = None,
+    limit: int = 20,
+) -> list[tuple[InsuredPerson, Policy]]:
+    """Active insured persons with this birth date and policy number (or personal insured number).
+
+    A corporate policy can hold several people born on the same day, so this returns all of them
+    (up to ``limit``) and the caller decides; it never picks one by id.
+    """
     stmt = (
-        select(InsuredPerson)
+        select(InsuredPerson, Policy)
         .join(Policy, Policy.id == InsuredPerson.policy_id)
-        .where(Policy.number == policy_number, InsuredPerson.birth_date == birth_date)
+        .where(InsuredPerson.birth_date == birth_date, InsuredPerson.is_active.is_(True))
         .order_by(InsuredPerson.id)
-        .limit(1)
+        .limit(limit)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    if insured_number is not None:
+        stmt = stmt.where(InsuredPerson.insured_number == insured_number)
+    else:
+        stmt = stmt.where(Policy.number == policy_number)
+    return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]
+
+
+async def count_persons_on_policy(session: AsyncSession, policy_number: str) -> int:
+    """Active persons on a policy: the per-policy login ceiling grows with them."""
+    stmt = (
+        select(func.count())
+        .select_from(InsuredPerson)
+        .join(Policy, Policy.id == InsuredPerson.policy_id)
+        .where(Policy.number == policy_number, InsuredPerson.is_active.is_(True))
+    )
+    return int((await session.execute(stmt)).scalar_one())
 
 
 async def count_challenges_since(
-    session: AsyncSession, *, since: datetime, policy_number: str | None = None, client_address: str | None = None
+    session: AsyncSession,
+    *,
+    since: datetime,
+    policy_number: str | None = None,
+    client_address: str | None = None,
+    person_key: str | None = None,
 ) -> int:
-    """How many login challenges were started since ``since`` for a policy or from an address."""
+    """How many login challenges were started since ``since`` for a policy, a person or from an address."""
     stmt = select(func.count()).select_from(LoginChallenge).where(LoginChallenge.created_at >= since)
+    if person_key is not None:
+        stmt = stmt.where(LoginChallenge.person_key == person_key)
     if policy_number is not None:
         stmt = stmt.where(LoginChallenge.policy_number == policy_number)
     if client_address is not None:

@@ -1,8 +1,9 @@
 """THE single place where an imported person gets their personal insured identifier.
 
-ISSUE 11 (hardening) adds a personal identifier to every insured person, unique across the insurer and
-used at login. Until their generator is on main this returns no extra columns; after it lands, call
-their generator here (and nowhere else) so that every person created by a list import gets one.
+Every insured person has their own insured number, printed on the card and used at login with
+the birth date (issue 11): on a corporate policy the policy number is shared and birth dates
+collide. The generator is :func:`server.domain.insured_number.new_insured_number`; this hook
+gives each person a list import creates one (the unique index catches the rare collision).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from server.domain.insured_list import ListEntry
+from server.domain.insured_number import new_insured_number
 
 
 def identifier_columns(entry: ListEntry) -> dict[str, Any]:
-    """Extra ``insured_persons`` columns for a new person: their personal identifier (issue 11; none yet)."""
+    """Extra ``insured_persons`` columns for a new person: their personal insured number."""
     del entry
-    return {}
+    return {"insured_number": new_insured_number()}
