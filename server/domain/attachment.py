@@ -593,3 +593,60 @@ def match_payment(candidates: Iterable[DuePayment], amount: Any, reference: str 
             ),
         ),
     )
+
+
+def replacement_attachment_letter(
+    insured: InsuredFacts,
+    policy: PolicyFacts,
+    clinic: ClinicFacts,
+    on: date,
+    previous_letters: Iterable[AttachmentLetterFacts],
+) -> AttachmentLetterPlan | None:
+    """The attachment letter to the replacement clinic after the attached one left the program (R5.4).
+
+    The premium already paid keeps the person attached as long as the old letter said: the new
+    clinic gets a letter for the rest of that time, from the day it receives it (R7.2, R6.2).
+
+    Args:
+        insured: The person, already registry at ``clinic`` (the replacement).
+        policy: Their policy.
+        clinic: The replacement clinic.
+        on: The day of the replacement.
+        previous_letters: The person's letters to the clinic that left.
+
+    Returns:
+        The plan, or ``None`` when no paid time is left to carry over (the next payment makes the
+        letter, R7.1) or the letter could not reach the clinic in time.
+    """
+    if insured.attached_clinic_id != clinic.id:
+        raise InvalidInput("attach the replacement clinic first", details={"clinic_id": clinic.id})
+    running = [letter for letter in previous_letters if letter.valid_until >= on and letter.clinic_id != clinic.id]
+    if not running:
+        return None
+    last = max(running, key=lambda letter: letter.valid_until)
+    send_on = next_business_day(on)
+    valid_until = min(last.valid_until, policy.ends_on)
+    valid_from = max(send_on, policy.starts_on)
+    if valid_from > valid_until:
+        return None
+    return AttachmentLetterPlan(
+        insured_id=insured.id,
+        clinic_id=clinic.id,
+        generated_on=on,
+        send_on=send_on,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        reasons=(
+            Reason(
+                "R5.4",
+                f"{clinic.name} replaces the clinic that left the program for the time already paid, until "
+                f"{valid_until.isoformat()} (letter {last.number})",
+                {"previous_letter": last.number, "valid_until": valid_until.isoformat(), "clinic_id": clinic.id},
+            ),
+            Reason(
+                "R7.2",
+                f"sent to {clinic.name} on {send_on.isoformat()}, the next business day; attached from then",
+                {"send_on": send_on.isoformat(), "valid_from": valid_from.isoformat()},
+            ),
+        ),
+    )

@@ -891,6 +891,9 @@ async def approval_check(
             if person.service_type == ServiceType.REGISTRY.value
             else []
         )
+        attached_listed = True
+        if person.attached_clinic_id is not None:
+            _, attached_listed = await coverage_repo.clinic_on_program(session, person.attached_clinic_id, program.id)
         decision = needs_approval(
             insured,
             clinic.id,
@@ -899,6 +902,7 @@ async def approval_check(
             new_event=is_new,
             letters=[to_letter_facts(letter) for letter in letters],
             attachment_letters=[to_attachment_letter_facts(row) for row in attachment_rows],
+            attached_clinic_listed=attached_listed,
         )
         reasons = [*context, *decision.reasons]
         if clinic.has_access_system:

@@ -4,15 +4,23 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy.exc import IntegrityError
 
-from server.db.models import AdditionalAgreement, ProgramChangeApplication, ScheduledPayment
+from server.db.models import AdditionalAgreement, AttachmentLetter, Clinic, ProgramChangeApplication, ScheduledPayment
 from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
+from server.db.uow import UnitOfWork
+from server.domain.attachment import (
+    ATTACHMENT_LETTER_PREFIX,
+    format_attachment_letter_number,
+    replacement_attachment_letter,
+)
 from server.domain.coverage_types import ServiceType, parse_service_type
 from server.domain.decisions import Reason
 from server.domain.errors import Conflict, NotFound, RuleViolation
@@ -32,7 +40,13 @@ from server.services.coverage import (
     rule_violation,
     today_of,
 )
-from server.services.coverage_facts import load_coverage_records, to_clinic_facts
+from server.services.coverage_facts import (
+    CoverageRecords,
+    load_coverage_records,
+    to_attachment_letter_facts,
+    to_clinic_facts,
+    to_insured_facts,
+)
 from server.services.identity import Principal
 
 AGREEMENT_PREFIX: Final = "AA"
@@ -111,7 +125,9 @@ async def request_service_type_change(
                 {"clinic_id": clinic_id},
                 code="unknown_clinic",
             )
-        elif today < records.policy.starts_on or target is ServiceType.DISPATCHER:
+        elif target is ServiceType.DISPATCHER or (
+            today < records.policy.starts_on and records.insured.service_type is ServiceType.REGISTRY
+        ):
             decision = check_service_type_change(
                 records.insured,
                 records.program_facts,
@@ -123,7 +139,8 @@ async def request_service_type_change(
             if not decision.allowed:
                 refusal = RuleViolation(decision.reasons[0].message, code="change_refused", reasons=decision.reasons)
             else:
-                # Before the policy starts (R1.4): the type is chosen, not changed; no agreement needed.
+                # Before the policy starts (R1.4): the type is chosen, not changed. Registry itself is
+                # priced through the agreement path below; here only a clinic re-chosen or a return to dispatcher.
                 person.service_type = target.value
                 person.attached_clinic_id = clinic.id if clinic and target is ServiceType.REGISTRY else None
                 record_decision_txn(
@@ -153,6 +170,14 @@ async def request_service_type_change(
                     application=None,
                     reasons=reasons_json(decision.reasons),
                 )
+        elif records.insured.service_type is ServiceType.REGISTRY and clinic is not None:
+            decision = check_service_type_change(
+                records.insured, records.program_facts, records.policy_facts, target, to_clinic_facts(clinic), today
+            )
+            if not decision.allowed or "R5.4" not in decision.rules:
+                refusal = RuleViolation(decision.reasons[0].message, code="change_refused", reasons=decision.reasons)
+            else:
+                return await _replace_clinic_txn(ctx, uow, principal, records, clinic, decision.reasons, subject, now)
         elif clinic is None:
             decision = check_service_type_change(
                 records.insured, records.program_facts, records.policy_facts, target, None, today
@@ -245,6 +270,80 @@ async def request_service_type_change(
         ctx, principal, person_id=principal.subject_id, kind="service_type_change", error=refusal, subject=subject
     )
     raise refusal
+
+
+async def _replace_clinic_txn(
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    principal: Principal,
+    records: CoverageRecords,
+    clinic: Clinic,
+    reasons: Sequence[Reason],
+    subject: dict[str, Any],
+    now: datetime,
+) -> ServiceTypeChange:
+    """R5.4: the attached clinic left the program; the person names a replacement of the same category.
+
+    No additional premium: the person already pays for registry. The time already paid carries
+    over to the new clinic with an attachment letter sent the next business day; no letter goes to
+    the clinic that left.
+    """
+    session = uow.session
+    person = records.person
+    previous = [to_attachment_letter_facts(row) for row in await repo.attachment_letters_of_person(session, person.id)]
+    person.attached_clinic_id = clinic.id
+    today = today_of(ctx)
+    plan = replacement_attachment_letter(
+        to_insured_facts(person), records.policy_facts, to_clinic_facts(clinic), today, previous
+    )
+    all_reasons = list(reasons)
+    if plan is not None:
+        seq = await repo.next_document_seq_txn(session, AttachmentLetter.number, ATTACHMENT_LETTER_PREFIX, today.year)
+        last_payment = max(
+            (row.payment_id for row in await repo.attachment_letters_of_person(session, person.id)), default=None
+        )
+        assert last_payment is not None  # a running letter was found, so a payment made it
+        session.add(
+            AttachmentLetter(
+                number=format_attachment_letter_number(today.year, seq),
+                insured_person_id=person.id,
+                clinic_id=clinic.id,
+                payment_id=last_payment,
+                generated_on=plan.generated_on,
+                send_on=plan.send_on,
+                valid_from=plan.valid_from,
+                valid_until=plan.valid_until,
+            )
+        )
+        all_reasons.extend(plan.reasons)
+    await session.flush()
+    record_decision_txn(
+        session,
+        person_id=person.id,
+        kind="service_type_change",
+        allowed=True,
+        reasons=all_reasons,
+        subject={**subject, "effective": True, "replacement": True},
+        principal=principal,
+        now=now,
+    )
+    await audit.record_txn(
+        ctx,
+        session,
+        principal,
+        action="service_type.replace_clinic",
+        resource_type="insured_person",
+        resource_id=person.id,
+        patient_id=person.id,
+    )
+    await uow.commit()
+    return ServiceTypeChange(
+        service_type=person.service_type,
+        attached_clinic=clinic_view(clinic),
+        effective=True,
+        application=None,
+        reasons=reasons_json(all_reasons),
+    )
 
 
 async def _attached_view(ctx: ServiceContext, clinic_id: int | None) -> ClinicView | None:

@@ -426,3 +426,29 @@ def test_payment_on_the_last_days_continuing_an_attachment_is_not_refused_R7_7_R
     plan = attachment_letter_for_payment(registry(), policy, CLINIC, date(2026, 12, 30), previous_letters=[running])
     assert plan.valid_from == date(2026, 12, 30)
     assert plan.valid_until == date(2026, 12, 31)
+
+
+def test_replacement_clinic_gets_a_letter_for_the_time_already_paid_R5_4() -> None:
+    from server.domain.attachment import replacement_attachment_letter
+
+    new_clinic = CLINICS[CLINIC_CAT2_OTHER]
+    moved = registry(clinic_id=CLINIC_CAT2_OTHER)
+    old = attachment(valid_from=date(2026, 4, 2), valid_until=date(2026, 7, 1))
+    plan = replacement_attachment_letter(moved, quarterly_policy(), new_clinic, date(2026, 6, 10), [old])
+    assert plan is not None
+    assert (plan.clinic_id, plan.send_on, plan.valid_from, plan.valid_until) == (
+        CLINIC_CAT2_OTHER,
+        date(2026, 6, 11),
+        date(2026, 6, 11),
+        date(2026, 7, 1),
+    )
+    assert [r.rule for r in plan.reasons] == ["R5.4", "R7.2"]
+    assert plan.reasons[0].facts["previous_letter"] == old.number
+    # nothing paid is left (the old letter ended the day before): the next payment makes the letter
+    assert replacement_attachment_letter(moved, quarterly_policy(), new_clinic, date(2026, 7, 2), [old]) is None
+    # boundary: the old letter's last day is still carried over (>=), but a letter sent after it is not
+    assert replacement_attachment_letter(moved, quarterly_policy(), new_clinic, date(2026, 7, 1), [old]) is None
+    last_day = replacement_attachment_letter(moved, quarterly_policy(), new_clinic, date(2026, 6, 30), [old])
+    assert last_day is not None and last_day.valid_from == last_day.valid_until == date(2026, 7, 1)
+    with pytest.raises(InvalidInput):
+        replacement_attachment_letter(registry(), quarterly_policy(), new_clinic, date(2026, 6, 10), [old])

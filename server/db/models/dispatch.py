@@ -131,6 +131,9 @@ class ProgramChangeApplication(Base):
     pending_key: Mapped[int | None] = mapped_column(BigId, unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # R4.2: for a corporate policy the employer's representative (role hr) approves and signs.
+    approved_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AdditionalAgreement(Base):
@@ -159,13 +162,17 @@ class Payment(Base):
     bundled_on: Mapped[date] = mapped_column(Date)
     bundled_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # R7.6: the schedule the payment names; with no scheduled payment it waits for an admin, and why.
+    reference: Mapped[str | None] = mapped_column(String(80))
+    match_reasons: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class AttachmentLetter(Base):
     """The letter that attaches a registry person to their clinic (R6.1, R7.1-R7.3)."""
 
     __tablename__ = "attachment_letters"
-    __table_args__ = (UniqueConstraint("insured_person_id", "payment_id"),)
+    # One letter per person, payment and clinic: a replacement clinic (R5.4) may get one for the same payment.
+    __table_args__ = (UniqueConstraint("insured_person_id", "payment_id", "clinic_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[str] = mapped_column(String(40), unique=True)
