@@ -34,21 +34,21 @@ def upgrade() -> None:
             ["insured_person_id", "payment_id", "clinic_id"],
         )
     with op.batch_alter_table("program_change_applications") as batch:
-        batch.add_column(sa.Column("approved_by_staff_id", BIG_ID, nullable=True))
+        batch.add_column(sa.Column("approved_by", BIG_ID, nullable=True))
         batch.add_column(sa.Column("approved_at", sa.DateTime(timezone=True), nullable=True))
         batch.create_foreign_key(
-            "fk_program_change_applications_approved_by_staff_id_staff_accounts",
+            "fk_program_change_applications_approved_by_staff_accounts",
             "staff_accounts",
-            ["approved_by_staff_id"],
+            ["approved_by"],
             ["id"],
         )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("program_change_applications") as batch:
-        batch.drop_constraint("fk_program_change_applications_approved_by_staff_id_staff_accounts", type_="foreignkey")
+        batch.drop_constraint("fk_program_change_applications_approved_by_staff_accounts", type_="foreignkey")
         batch.drop_column("approved_at")
-        batch.drop_column("approved_by_staff_id")
+        batch.drop_column("approved_by")
     with op.batch_alter_table("attachment_letters") as batch:
         batch.drop_constraint("uq_attachment_letters_insured_person_id_payment_id_clinic_id", type_="unique")
         batch.create_unique_constraint(

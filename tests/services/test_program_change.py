@@ -76,7 +76,7 @@ async def test_attached_clinic_that_left_the_program_is_replaced_with_the_paid_t
     changed = await service.request_service_type_change(ctx, me, service_type="registry", clinic_id=staying.id)
     assert changed.effective is True and changed.attached_clinic is not None
     assert changed.attached_clinic.id == staying.id
-    assert [r["rule"] for r in changed.reasons][0] == "R5.4"
+    assert changed.reasons[0]["rule"] == "R5.4"
     assert "R4.5" not in {r["rule"] for r in changed.reasons}
     async with session_factory() as session:
         letters = (await session.execute(select(AttachmentLetter).order_by(AttachmentLetter.id))).scalars().all()

@@ -132,7 +132,7 @@ class ProgramChangeApplication(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # R4.2: for a corporate policy the employer's representative (role hr) approves and signs.
-    approved_by_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
