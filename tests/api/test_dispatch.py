@@ -580,6 +580,13 @@ async def test_unpaid_installment_ends_the_attachment_r7_4(
     due = await (
         await client.get(f"/api/admin/payments/due?policy_id={world.policy.id}&due_by=2026-04-01", headers=world.admin)
     ).json()
+    january = next(row for row in due if row["due_on"] == "2026-01-01")
+    first = await client.post(  # R7.4: an earlier installment unpaid would block the April letter
+        "/api/admin/payments",
+        json={"policy_id": world.policy.id, "amount": january["amount"], "scheduled_payment_id": january["id"]},
+        headers=world.admin,
+    )
+    assert first.status == 201
     april = next(row for row in due if row["due_on"] == "2026-04-01")
     paid = await client.post(
         "/api/admin/payments",
