@@ -15,7 +15,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Call
+from server.db.models import Call, Consultation
 from server.db.repositories import chat as chat_repo
 from server.domain.errors import Conflict, NotFound
 from server.services import audit
@@ -234,8 +234,6 @@ async def _open_call(session: AsyncSession, consultation_id: int) -> Call | None
 
 
 async def _consultation_channel(session: AsyncSession, consultation_id: int) -> str:
-    from server.db.models import Consultation
-
     channel = (
         await session.execute(select(Consultation.channel).where(Consultation.id == consultation_id))
     ).scalar_one()

@@ -106,7 +106,7 @@ class SocketClient:
         if on_event is not None:
             self._handlers[msg_id] = on_event
         await self.ws.send_str(json.dumps({"id": msg_id, "type": type_, **fields}))
-        frame = await asyncio.wait_for(future, 15)
+        frame = await asyncio.wait_for(future, 60)
         if not frame.get("success", True):
             raise CallError(frame["error"]["code"], frame["error"]["message"])
         return frame.get("result")

@@ -5,6 +5,7 @@ Signalling-only peers (no media): tests/signaling/test_media.py runs real aiortc
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -233,3 +234,46 @@ async def test_step_downs_are_recorded_shown_to_both_and_end_in_text_chat(
     stranger = await factories.login_staff(client, await factories.staff("doctor"))
     hidden = await client.get(f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(stranger))
     assert hidden.status == 404
+
+
+async def test_a_call_ends_when_its_consultation_stops_being_active(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories
+) -> None:
+    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    from sqlalchemy import update
+
+    from server.db.models import Consultation
+    from server.keys import context_key
+    from server.realtime.channels import consultation_channel
+
+    async with factories.session_factory() as session:
+        await session.execute(
+            update(Consultation).where(Consultation.id == chat_setup.consultation.id).values(status="completed")
+        )
+        await session.commit()
+    await client.app[context_key].bus.publish(
+        consultation_channel(chat_setup.consultation.id),
+        {"type": "consultation.updated", "consultation_id": chat_setup.consultation.id, "status": "completed"},
+    )
+    for ws, sub in ((doctor, doctor_sub), (patient, patient_sub)):
+        ended = await ws.event(sub, "call.ended")
+        assert ended["reason"] == "consultation_ended" and ended["call_id"] == call_id
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp=OFFER)) == "not_joined"
+    _, again = await join(doctor, chat_setup.consultation.id)
+    assert error_code(again) == "consultation_not_active"
+
+
+async def test_the_sockets_rate_limit_applies_to_call_messages(client: TestClient, chat_setup: ChatSetup) -> None:
+    """A candidate flood at the default limit (burst 40): refused with retry_after_ms, the socket stays up."""
+    doctor, _doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
+    assert (await patient.request("call.offer", call_id=call_id, sdp=OFFER))["success"]
+    refusals = []
+    for index in range(45):
+        candidate = {**HOST_CANDIDATE, "candidate": HOST_CANDIDATE["candidate"].replace("50000", str(30000 + index))}
+        frame = await patient.request("call.candidate", call_id=call_id, candidate=candidate)
+        if not frame["success"]:
+            refusals.append(frame["error"])
+    assert refusals and {error["code"] for error in refusals} == {"rate_limited"}
+    await asyncio.sleep(refusals[-1]["retry_after_ms"] / 1000 + 0.1)
+    assert (await patient.request("ping"))["type"] == "pong"
+    assert (await doctor.request("ping"))["type"] == "pong"
