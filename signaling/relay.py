@@ -108,6 +108,7 @@ class Leg:
     peer_present: bool = False
     relay_only: bool = False
     closed: bool = False
+    on_detach: Callable[[], None] | None = None  # the socket's own cleanup (its subscription)
 
 
 def _relay_only(state: calls.CallState) -> bool:
@@ -239,6 +240,8 @@ class CallRelay:
             self._unlisten[call_id] = self.listen(call_channel(call_id), lambda message: self._on_bus(call_id, message))
 
     def _detach(self, leg: Leg) -> None:
+        if not leg.closed and leg.on_detach is not None:
+            leg.on_detach()
         leg.closed = True
         if self.legs.get((leg.call_id, leg.owner)) is leg:
             del self.legs[(leg.call_id, leg.owner)]

@@ -90,10 +90,14 @@ async def handle_join(relay: CallRelay, connection: Connection, msg: dict[str, A
 
     def unsubscribe() -> None:
         unlisten()
-        if (call_id, connection) in relay.legs:
-            relay.owner_gone_from(connection, call_id)
+        relay.owner_gone_from(connection, call_id)
+
+    def detached() -> None:  # the call ended or moved to another socket: forget the subscription
+        unlisten()
+        connection.subscriptions.pop(subscription_id, None)
 
     connection.subscriptions[subscription_id] = unsubscribe
+    relay.legs[(call_id, connection)].on_detach = detached
     return result
 
 

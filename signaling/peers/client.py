@@ -58,6 +58,11 @@ class SocketClient:
         ) as response:
             response.raise_for_status()
             ticket = (await response.json())["ticket"]
+        return await cls.open(session, base_url, ticket, origin=origin)
+
+    @classmethod
+    async def open(cls, session: aiohttp.ClientSession, base_url: str, ticket: str, *, origin: str) -> SocketClient:
+        """Open ``/api/ws`` and authenticate with a ticket already obtained."""
         ws = await session.ws_connect(base_url + "/api/ws", headers={"Origin": origin})
         first = json.loads((await ws.receive(timeout=10)).data)
         if first.get("type") != "auth_required":
