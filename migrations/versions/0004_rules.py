@@ -2,7 +2,7 @@
 clinic's attachment letter beside the old one (R5.4), the employer's approval of an application (R4.2)
 
 Revision ID: 0004_rules
-Revises: 0007_calls
+Revises: 0006_hardening
 Create Date: 2026-12-01 17:00:00
 
 ``attachment_letters`` was unique per (person, payment); a replacement clinic (R5.4) gets a letter for
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_rules"
-down_revision: str | None = "0007_calls"
+down_revision: str | None = "0006_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
