@@ -276,7 +276,7 @@ class RedisBus:
                 backoff = min(backoff * 2, 5.0)
 
 
-def make_bus(redis_url: str, prefix: str) -> InProcessBus | RedisBus:
+def make_bus(redis_url: str, prefix: str) -> Bus:
     """Redis when configured, else the in-process bus."""
     if redis_url:
         return RedisBus(redis_url, prefix)

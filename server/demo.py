@@ -595,8 +595,8 @@ async def seed_dispatch_demo(session: AsyncSession, *, now: datetime) -> None:
     from server.db.models import DispatchRequest, InsuredEvent, LetterOfGuarantee, ScheduledPayment, Visit
     from server.db.repositories.dispatch import next_document_seq_txn
     from server.domain import letters as letter_rules
-    from server.services.coverage import record_decision_txn
     from server.services.coverage_facts import coverage_day
+    from server.services.decisions import record_decision_txn
     from server.services.payments import bundle_payment_txn
 
     today = coverage_day(now)

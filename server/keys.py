@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from server.bus import InProcessBus, RedisBus
+    from server.bus import Bus
     from server.clock import Clock
     from server.config import Settings
     from server.metrics import Metrics
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 engine_key: web.AppKey[AsyncEngine] = web.AppKey("engine")
 session_factory_key: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("session_factory")
-bus_key: web.AppKey[InProcessBus | RedisBus] = web.AppKey("bus")
+bus_key: web.AppKey[Bus] = web.AppKey("bus")
 clock_key: web.AppKey[Clock] = web.AppKey("clock")
 tokens_key: web.AppKey[TokenService] = web.AppKey("tokens")
 code_sender_key: web.AppKey[CodeSender] = web.AppKey("code_sender")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
 import time
@@ -15,8 +14,8 @@ from aiohttp import web
 from pythonjsonlogger.json import JsonFormatter
 
 from server.keys import client_request_id_key, metrics_key, request_id_key
+from server.request_context import request_id_var
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 access_log = logging.getLogger("telemed.access")
 
 

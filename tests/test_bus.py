@@ -7,11 +7,11 @@ import uuid
 
 import pytest
 
-from server.bus import RESYNC, InProcessBus, RedisBus
+from server.bus import RESYNC, Bus, InProcessBus, RedisBus
 from tests.backends import REDIS_URL, require_real_services
 
 
-async def _exchange(publisher: InProcessBus | RedisBus, receiver: InProcessBus | RedisBus) -> None:
+async def _exchange(publisher: Bus, receiver: Bus) -> None:
     subscription = receiver.subscribe(["consultation:1"])
     other = receiver.subscribe(["consultation:2"])
     try:

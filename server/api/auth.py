@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
 
 from aiohttp import web
 from pydantic import Field, model_validator
@@ -11,13 +10,14 @@ from pydantic import Field, model_validator
 from server.api import browser_session
 from server.api.endpoints import ApiModel, current_principal, endpoint
 from server.api.proxies import client_address
-from server.db.models import InsuredPerson, Policy, Policyholder, Program, StaffAccount
-from server.domain.errors import NotFound, Unauthorized
-from server.domain.insured_number import format_insured_number, normalize_insured_number
+from server.domain.errors import Unauthorized
+from server.domain.insured_number import normalize_insured_number
 from server.keys import code_sender_key, context_key
-from server.security.otp import OutboxSender, mask_phone
+from server.security.otp import OutboxSender
 from server.services import auth as auth_service
+from server.services import profile
 from server.services.identity import ROLE_INSURED, STAFF_ROLES
+from server.services.profile import MeView
 
 routes = web.RouteTableDef()
 ALL_ROLES = (ROLE_INSURED, *sorted(STAFF_ROLES))
@@ -83,12 +83,6 @@ class WebSocketTicketResponse(ApiModel):
     url: str
 
 
-class MeResponse(ApiModel):
-    role: str
-    subject_type: str
-    id: int
-    display_name: str
-    details: dict[str, Any]
 
 
 def _tokens(pair: auth_service.TokenPair, request: web.Request) -> TokenResponse | web.Response:
@@ -247,48 +241,9 @@ async def websocket_ticket(request: web.Request) -> WebSocketTicketResponse:
     summary="Who am I: the caller's identity and basic details",
     tags=["auth"],
     roles=ALL_ROLES,
-    response=MeResponse,
+    response=MeView,
     errors=[401],
 )
-async def me(request: web.Request) -> MeResponse:
+async def me(request: web.Request) -> MeView:
     """Insured persons see their policy; staff see their account."""
-    principal = current_principal(request)
-    ctx = request.app[context_key]
-    async with ctx.uow() as uow:
-        if principal.subject_type == "insured":
-            person = await uow.session.get(InsuredPerson, principal.subject_id)
-            if person is None:
-                raise NotFound("no such person")
-            policy = await uow.session.get(Policy, person.policy_id)
-            assert policy is not None
-            program = await uow.session.get(Program, policy.program_id)
-            holder = await uow.session.get(Policyholder, policy.policyholder_id)
-            assert program is not None and holder is not None
-            return MeResponse(
-                role=principal.role,
-                subject_type="insured",
-                id=person.id,
-                display_name=person.full_name,
-                details={
-                    "policy_number": policy.number,
-                    "insured_number": format_insured_number(person.insured_number),
-                    "policy_starts_on": policy.starts_on.isoformat(),
-                    "policy_ends_on": policy.ends_on.isoformat(),
-                    "program": program.name,
-                    "policyholder": holder.name,
-                    "service_type": person.service_type,
-                    "city": person.city,
-                    "phone_hint": mask_phone(person.phone),
-                },
-            )
-        account = await uow.session.get(StaffAccount, principal.subject_id)
-        if account is None:
-            raise NotFound("no such account")
-        details: dict[str, Any] = {"username": account.username}
-        if account.role == "doctor":
-            details["specialties"] = list(account.specialties)
-        if account.hr_policyholder_id is not None:
-            details["policyholder_id"] = account.hr_policyholder_id
-        return MeResponse(
-            role=principal.role, subject_type="staff", id=account.id, display_name=account.full_name, details=details
-        )
+    return await profile.who_am_i(request.app[context_key], current_principal(request))

@@ -16,12 +16,11 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
 from server.api.endpoints import endpoint
 from server.domain.errors import Unauthorized
 from server.keys import bus_key, engine_key, metrics_registry_key, ops_port_key, settings_key
+from server.services import health
 
 routes = web.RouteTableDef()
 metrics_routes = web.RouteTableDef()
@@ -36,24 +35,11 @@ async def healthz(request: web.Request) -> dict[str, str]:
 
 async def readiness(app: web.Application, *, detailed: bool) -> web.Response:
     """Database and bus reachable; ``detailed`` names the parts and their backends."""
-    checks: dict[str, str] = {}
-    engine = app[engine_key]
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("readiness: database unreachable: %s", exc)
-        checks["database"] = "unreachable"
-    bus = app[bus_key]
-    checks["bus"] = "ok" if await bus.ping() else "unreachable"
-    if checks["bus"] != "ok":
-        log.warning("readiness: bus unreachable")
-    ready = all(value == "ok" for value in checks.values())
-    body: dict[str, Any] = {"status": "ready" if ready else "not_ready"}
+    state = await health.readiness(app[engine_key], app[bus_key])
+    body: dict[str, Any] = {"status": "ready" if state.ready else "not_ready"}
     if detailed:
-        body.update(checks=checks, database_backend=engine.dialect.name, bus_backend=bus.kind)
-    return web.json_response(body, status=200 if ready else 503)
+        body.update(checks=state.checks, database_backend=state.database_backend, bus_backend=state.bus_backend)
+    return web.json_response(body, status=200 if state.ready else 503)
 
 
 @endpoint(routes, "GET", "/readyz", summary="Readiness: database and bus reachable", tags=["operations"], errors=[503])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -63,6 +64,11 @@ def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
+    if dataclasses.is_dataclass(model) and isinstance(model, type):
+        # A service's view returned as it is: a named component, like a model (its title names it).
+        name = str(schema.get("title") or model.__name__)
+        components[name] = schema
+        return {"$ref": f"#/components/schemas/{name}"}
     return schema
 
 

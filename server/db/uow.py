@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.domain.errors import Unavailable
+
+if TYPE_CHECKING:
+    from server.bus import Bus
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -20,8 +26,9 @@ class UnitOfWork:
     transaction has committed, so that nobody is told about data that was rolled back.
     """
 
-    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession], bus: Bus | None = None) -> None:
         self._session_factory = session_factory
+        self._bus = bus
         self._after_commit: list[Callable[[], object]] = []
         self.session: AsyncSession
 
@@ -56,4 +63,24 @@ class UnitOfWork:
 
     def after_commit(self, hook: Callable[[], object]) -> None:
         """Run ``hook`` (sync or async) once the transaction commits; dropped on rollback."""
+        self._after_commit.append(hook)
+
+    def publish(self, channel: str, message: dict[str, Any]) -> None:
+        """Publish ``message`` on the bus once the transaction commits; dropped on rollback.
+
+        A bus failure is logged, never raised: the commit already happened and the database is
+        the truth (clients catch up from it), so the use case must not report an error.
+        """
+        bus = self._bus
+        if bus is None:
+            raise RuntimeError("this unit of work has no bus to publish on")
+
+        async def hook() -> None:
+            try:
+                await bus.publish(channel, message)
+            except Exception:
+                log.warning(
+                    "could not publish %s on %s; clients catch up from the database", message.get("type"), channel
+                )
+
         self._after_commit.append(hook)

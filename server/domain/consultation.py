@@ -15,6 +15,7 @@ from server.domain.consultation_coverage import PolicyYear
 from server.domain.decisions import Decision, Reason
 from server.domain.errors import Conflict, InvalidInput
 from server.domain.icd10 import validate_icd10
+from server.domain.record import require_meaningful
 from server.domain.roster import get_specialty, require_utc
 
 MAX_NOTES_CHARS: Final = 10_000
@@ -432,6 +433,11 @@ def validate_cancel_reason(reason: str) -> str:
 _SPECIALTY_CODE: Final = re.compile(r"[a-z][a-z_]{1,39}")
 
 
+def _meaningful_notes(notes: str) -> str:
+    """Notes with content (R11.9: the record is what stays); "." is not notes."""
+    return require_meaningful(notes, "notes", MAX_NOTES_CHARS)
+
+
 def validate_completion(completion: Completion) -> Completion:
     """Check what the doctor records, because it feeds coverage and the dispatch rules (R11.3).
 
@@ -443,11 +449,11 @@ def validate_completion(completion: Completion) -> Completion:
         The completion with notes and services stripped and the ICD-10 code in canonical form.
 
     Raises:
-        InvalidInput: ``notes_required``, ``notes_too_long``, ``invalid_icd10``,
+        InvalidInput: ``notes_required``, ``notes_not_meaningful``, ``notes_too_long``, ``invalid_icd10``,
             ``referral_specialty_required``, ``invalid_referral_specialty``, ``invalid_referral_services``,
             ``referral_fields_not_allowed``.
     """
-    notes = _checked_text(completion.notes, "notes", MAX_NOTES_CHARS)
+    notes = _meaningful_notes(completion.notes)
     code = validate_icd10(completion.icd10_code).code
     outcome = parse_outcome(completion.outcome)
     if outcome is not Outcome.REFERRAL:

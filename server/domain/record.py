@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from server.domain.consultation import Status
 from server.domain.errors import Conflict, InvalidInput, NotFound
 from server.domain.roster import require_utc
 
 MIN_MEANINGFUL_CHARS: Final = 3
 MAX_ADDENDUM_CHARS: Final = 5_000
 ERR_RECORD_NOT_FINAL: Final = "record_not_final"
+COMPLETED: Final = "completed"  # consultation.Status.COMPLETED (that module builds on this one)
 
 
 def _control(text: str) -> bool:
@@ -75,7 +75,7 @@ def new_addendum(
     require_utc(now)
     if treating_doctor_id != author_id:
         raise NotFound("no such consultation")
-    if status != Status.COMPLETED:
+    if status != COMPLETED:
         raise Conflict(
             "addenda are added to a completed consultation; its notes are written at completion (R11.9)",
             code=ERR_RECORD_NOT_FINAL,

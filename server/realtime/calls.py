@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from server.channels import EVENT_CONSULTATION_UPDATED, consultation_channel, user_channel
 from server.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from server.keys import context_key, realtime_hub_key, ws_commands_key
-from server.realtime.channels import EVENT_CONSULTATION_UPDATED, consultation_channel, user_channel
 from server.realtime.connection import Connection
 from server.services.calls import CallService
 from signaling import ice, protocol
@@ -216,15 +216,12 @@ def ice_config(app: web.Application) -> ice.IceConfig:
 
 
 def setup(app: web.Application) -> None:
-    """Register the call commands, the call-record route and the relay's lifetime (after the hub's)."""
-    from server.api import calls as calls_api
-
+    """Register the call commands and the relay's lifetime (after the hub's); the call-record route is the API's."""
     registry = app[ws_commands_key]
     for type_, handler in COMMANDS.items():
         registry.register(type_, _command(app, handler), fields=protocol.COMMAND_FIELDS[type_])
     for type_ in (protocol.CMD_ECHO_OFFER, protocol.CMD_ECHO_STATS, protocol.CMD_ECHO_STOP):
         registry.register(type_, _echo_command(app, type_), fields=protocol.COMMAND_FIELDS[type_])
-    app.router.add_routes(calls_api.routes)
     app.cleanup_ctx.append(relay_ctx)
 
 

@@ -19,9 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from server.domain.errors import DomainError, InvalidInput, NotFound
-from server.realtime import messages
-from server.realtime.channels import (
+from server.channels import (
     EVENT_CHAT_TYPING,
     EVENT_PRESENCE,
     consultation_channel,
@@ -29,6 +27,9 @@ from server.realtime.channels import (
     doctors_queue_channel,
     user_channel,
 )
+from server.domain.errors import DomainError, InvalidInput, NotFound
+from server.domain.participation import participant_of
+from server.realtime import messages
 from server.realtime.hub import Listener
 from server.services import chat
 from server.services.chat import PostedMessage
@@ -224,7 +225,7 @@ async def _ensure_participant(connection: Connection, consultation_id: int, acti
     if (
         feed is not None
         and any(listener.connection is connection for listener in feed.listeners)
-        and chat.participant_of(feed.access, connection.principal) is not None
+        and participant_of(feed.access, connection.principal) is not None
     ):
         return
     await chat.authorize_reader(connection.hub.ctx, connection.principal, consultation_id, action=action)

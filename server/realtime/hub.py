@@ -21,10 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
 from server.bus import RESYNC, Message
-from server.db.repositories.chat import ConsultationAccess
-from server.domain.errors import Unavailable
-from server.realtime import messages
-from server.realtime.channels import (
+from server.channels import (
     EVENT_CHAT_COMMITTED,
     EVENT_CHAT_TYPING,
     EVENT_CONSULTATION_UPDATED,
@@ -34,6 +31,9 @@ from server.realtime.channels import (
     consultation_channel,
     session_channel,
 )
+from server.domain.errors import Unavailable
+from server.domain.participation import ConsultationAccess, participant_of
+from server.realtime import messages
 from server.realtime.seats import RENEW_EVERY_SECONDS, make_seats
 from server.services import auth as auth_service
 from server.services import chat
@@ -180,7 +180,7 @@ class ConsultationFeed:
         """Drop subscribers who no longer take part (doctor reassigned); checklist C5."""
         self.access = access
         for listener in list(self.listeners):
-            if chat.participant_of(access, listener.connection.principal) is None:
+            if participant_of(access, listener.connection.principal) is None:
                 connection = listener.connection
                 connection.send_event(
                     listener.subscription_id,

@@ -22,7 +22,7 @@ from typing import Final, Protocol
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from server.bus import InProcessBus, RedisBus
+from server.bus import Bus, RedisBus
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ class RedisSeats:
                 await pipe.execute()
 
 
-def make_seats(bus: InProcessBus | RedisBus, prefix: str) -> Seats:
+def make_seats(bus: Bus, prefix: str) -> Seats:
     """Redis seats when the bus is Redis (several processes), else local ones."""
     if isinstance(bus, RedisBus):
         return RedisSeats(bus.client, prefix)

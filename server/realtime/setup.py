@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.api import chat as chat_api
 from server.keys import chat_writer_key, context_key, realtime_hub_key, ws_commands_key
 from server.realtime import handler
 from server.realtime.commands import CommandRegistry, default_registry
@@ -25,10 +24,9 @@ def command_registry(app: web.Application) -> CommandRegistry:
 
 
 def setup(app: web.Application) -> None:
-    """Add ``GET /api/ws``, the chat HTTP routes and the background chat writer and hub."""
+    """Add ``GET /api/ws`` and the background chat writer and hub (the chat HTTP routes are the API's)."""
     command_registry(app)
     app.router.add_routes(handler.routes)
-    app.router.add_routes(chat_api.routes)
     app.cleanup_ctx.append(realtime_ctx)
     from server.realtime import calls  # WebRTC call signalling (signaling/), after the hub it relays through
 

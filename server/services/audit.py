@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AuditEvent
 from server.db.repositories.audit import append_event_txn
-from server.logging_setup import request_id_var
+from server.request_context import request_id_var
 from server.services.context import ServiceContext
 from server.services.identity import Principal
 

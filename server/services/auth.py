@@ -15,6 +15,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.channels import EVENT_SESSION_REVOKED, session_channel
 from server.db.models import (
     AuthSession,
     InsuredPerson,
@@ -27,7 +28,6 @@ from server.db.models import (
 from server.db.models import WebSocketTicket as WebSocketTicketRow
 from server.db.repositories import accounts as repo
 from server.domain.errors import Conflict, Forbidden, RateLimited, Unauthorized
-from server.realtime.channels import EVENT_SESSION_REVOKED, session_channel
 from server.security import otp
 from server.security.passwords import hash_password, needs_rehash, verify_password
 from server.security.tokens import hash_token, new_opaque_token

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.db.models import Call, Consultation
 from server.db.repositories import chat as chat_repo
 from server.domain.errors import Conflict, NotFound
+from server.domain.participation import participant_of
 from server.services import audit
-from server.services.chat import participant_of
 from server.services.context import ServiceContext
 from server.services.identity import Principal
 from signaling import calls as rules
@@ -141,7 +141,7 @@ class CallService:
                     _store(row, state)
                     session.add(row)
                     await session.flush()
-                state, rejoin = rules.join(_state(row), part, leg, now)  # type: ignore[arg-type]
+                state, rejoin = rules.join(_state(row), part, leg, now)
                 _store(row, state)
                 await audit.record_txn(
                     ctx,
@@ -168,7 +168,7 @@ class CallService:
         return Joined(
             call_id=call_id,
             consultation_id=consultation_id,
-            part=part,  # type: ignore[arg-type]
+            part=part,
             state=state,
             rejoin=rejoin,
             patient_key=f"insured:{access.insured_person_id}",

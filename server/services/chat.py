@@ -30,27 +30,24 @@ from typing import Any, Final
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from server.db.models import ChatAttachment
-from server.db.repositories import chat as repo
-from server.db.repositories.chat import ConsultationAccess
-from server.domain import chat as rules
-from server.domain.errors import Conflict, DomainError, InvalidInput, NotFound, Unavailable
-from server.realtime.channels import (
+from server.channels import (
     EVENT_CHAT_COMMITTED,
     EVENT_CHAT_MESSAGE,
     EVENT_CHAT_READ,
     chat_commits_channel,
     consultation_channel,
 )
+from server.db.models import ChatAttachment
+from server.db.repositories import chat as repo
+from server.domain import chat as rules
+from server.domain.errors import DomainError, InvalidInput, NotFound, Unavailable
+from server.domain.participation import ConsultationAccess, participant_of, write_refusal
 from server.services import audit, images
 from server.services.context import ServiceContext
-from server.services.identity import ROLE_DOCTOR, Principal
+from server.services.identity import Principal
 
 log = logging.getLogger(__name__)
 
-PATIENT_WRITES: Final = frozenset({"queued", "offered", "active"})
-DOCTOR_WRITES: Final = frozenset({"active"})
-CLOSED: Final = frozenset({"completed", "cancelled"})
 HISTORY_PAGE_MAX: Final = 500
 BATCH_RETRIES: Final = 3
 MAX_ATTACHMENT_PIXELS: Final = 50_000_000  # a phone photo is 12-50 MP; more is a decompression bomb
@@ -59,42 +56,7 @@ KIND_TEXT: Final = rules.MessageKind.TEXT.value
 KIND_ATTACHMENT: Final = rules.MessageKind.ATTACHMENT.value
 _dumps_str = json.JSONEncoder(ensure_ascii=False).encode
 
-ERR_CONSULTATION_CLOSED: Final = "consultation_closed"
-ERR_CONSULTATION_NOT_ACTIVE: Final = "consultation_not_active"
 ERR_UNKNOWN_ATTACHMENT: Final = "unknown_attachment"
-
-
-# ---------------------------------------------------------------------------------------------
-# Participation rules (pure)
-
-
-def participant_of(access: ConsultationAccess | None, principal: Principal) -> str | None:
-    """``"patient"``, ``"doctor"`` or None: the caller's part in this consultation."""
-    if access is None:
-        return None
-    if principal.subject_type == "insured" and principal.subject_id == access.insured_person_id:
-        return "patient"
-    if (
-        principal.subject_type == "staff"
-        and principal.role == ROLE_DOCTOR
-        and access.doctor_id is not None
-        and principal.subject_id == access.doctor_id
-    ):
-        return "doctor"
-    return None
-
-
-def write_refusal(access: ConsultationAccess | None, principal: Principal) -> DomainError | None:
-    """Why this caller may not write to the chat now, or None when they may."""
-    part = participant_of(access, principal)
-    if part is None or access is None:
-        return NotFound("no such consultation")
-    if access.status in CLOSED:
-        return Conflict("the consultation has ended; the chat is read-only", code=ERR_CONSULTATION_CLOSED)
-    allowed = PATIENT_WRITES if part == "patient" else DOCTOR_WRITES
-    if access.status not in allowed:
-        return Conflict("the consultation is not active yet", code=ERR_CONSULTATION_NOT_ACTIVE)
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -509,10 +471,10 @@ class ChatWriter:
             # Stored and acknowledged already; other processes catch up when the bus resyncs.
             log.warning("could not publish chat commit hint: %s", exc)
 
-    async def _write_one_statement(
+    async def _write_txn(
         self, database: repo.BatchDatabase, batch: Sequence[_Pending]
     ) -> tuple[list[PostedMessage | DomainError], list[ChatMessage]]:
-        """PostgreSQL: the batch in one statement; outcomes rebuilt from what it returns."""
+        """Store the batch (the repository picks the backend's way) and rebuild each outcome from what it did."""
         now = self._ctx.clock.now()
         now_iso = now.isoformat()
         items = [
@@ -529,7 +491,7 @@ class ChatWriter:
             )
             for item in batch
         ]
-        result = await repo.write_batch_pg(database, items, now)
+        result = await database.write_batch(items, now)
         stored = {
             (row.consultation_id, row.sender_key, row.client_message_id): ChatMessage.from_row(row)
             for row in result.sent
@@ -571,96 +533,6 @@ class ChatWriter:
             outcomes.append(PostedMessage(message, duplicate=False))
         new_messages.sort(key=lambda m: (m.consultation_id, m.seq))
         return outcomes, new_messages
-
-    async def _write_txn(
-        self, database: repo.BatchDatabase, batch: Sequence[_Pending]
-    ) -> tuple[list[PostedMessage | DomainError], list[ChatMessage]]:
-        if database.is_postgres:
-            return await self._write_one_statement(database, batch)
-        now = self._ctx.clock.now()
-        now_iso = now.isoformat()
-        outcomes: list[PostedMessage | DomainError | None] = [None] * len(batch)
-        new_messages: list[ChatMessage] = []
-        keys = [(item.draft.consultation_id, item.principal.key, item.draft.client_message_id) for item in batch]
-        async with database.transaction() as store:
-            state = await store.lock_and_read(
-                {key[0] for key in keys},
-                keys,
-                [item.draft.attachment_id for item in batch if item.draft.attachment_id is not None],
-            )
-            accesses = state.accesses
-            stored = {
-                (row.consultation_id, row.sender_key, row.client_message_id): ChatMessage.from_row(row)
-                for row in state.sent
-            }
-            candidates: list[int] = []
-            for index, item in enumerate(batch):
-                draft = item.draft
-                refusal = write_refusal(accesses.get(draft.consultation_id), item.principal)
-                if isinstance(refusal, Conflict) and keys[index] in stored:
-                    refusal = None  # a resend of a message stored before the chat closed: idempotent
-                if refusal is None and draft.attachment_id is not None:
-                    owner = state.owners.get(draft.attachment_id)
-                    if (
-                        owner is None
-                        or owner.consultation_id != draft.consultation_id
-                        or owner.uploader_key != item.principal.key
-                    ):
-                        refusal = NotFound("no such attachment in this consultation", code=ERR_UNKNOWN_ATTACHMENT)
-                if refusal is not None:
-                    outcomes[index] = refusal
-                else:
-                    candidates.append(index)
-            keys = [keys[i] for i in candidates]
-            next_seq = {cid: access.last_seq for cid, access in accesses.items()}
-            fresh: dict[tuple[int, str, str], ChatMessage] = {}
-            rows: list[dict[str, Any]] = []
-            for index, key in zip(candidates, keys, strict=True):
-                earlier = stored.get(key) or fresh.get(key)
-                if earlier is not None:
-                    outcomes[index] = PostedMessage(earlier, duplicate=True)
-                    continue
-                item = batch[index]
-                cid = key[0]
-                seq = next_seq[cid] + 1
-                next_seq[cid] = seq
-                message = ChatMessage(
-                    id=0,
-                    consultation_id=cid,
-                    seq=seq,
-                    sender_key=key[1],
-                    sender_role=item.principal.role,
-                    client_message_id=key[2],
-                    kind=item.draft.kind,
-                    body=item.draft.text,
-                    attachment_id=item.draft.attachment_id,
-                    created_at=now,
-                )
-                message.origin = item.origin
-                message._iso = now_iso
-                fresh[key] = message
-                new_messages.append(message)
-                outcomes[index] = PostedMessage(message, duplicate=False)
-                rows.append(
-                    {
-                        "consultation_id": cid,
-                        "seq": seq,
-                        "sender_key": message.sender_key,
-                        "sender_role": message.sender_role,
-                        "client_message_id": message.client_message_id,
-                        "kind": message.kind,
-                        "body": message.body,
-                        "attachment_id": message.attachment_id,
-                        "created_at": now,
-                    }
-                )
-            if rows:
-                changed = {cid: seq for cid, seq in next_seq.items() if seq != accesses[cid].last_seq}
-                ids = await store.save(changed, rows)
-                for message, message_id in zip(new_messages, ids, strict=True):
-                    message.id = message_id
-            await store.commit()
-        return outcomes, new_messages  # type: ignore[return-value]
 
 
 def _is_transient(exc: BaseException) -> bool:

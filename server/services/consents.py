@@ -65,11 +65,11 @@ async def status(ctx: ServiceContext, principal: Principal) -> ConsentStatus:
     """The patient's consents and the texts to show."""
     async with ctx.uow() as uow:
         rows = await repo.consents_of(uow.session, principal.subject_id)
-    return ConsentStatus(
-        texts=[rules.texts_view(t) for t in rules.CURRENT_TEXTS.values()],
-        missing=[k.value for k in rules.missing_consents(_domain(r) for r in rows)],
-        records=[_view(r) for r in rows],
-    )
+        return ConsentStatus(
+            texts=[rules.texts_view(t) for t in rules.CURRENT_TEXTS.values()],
+            missing=[k.value for k in rules.missing_consents(_domain(r) for r in rows)],
+            records=[_view(r) for r in rows],
+        )
 
 
 def _clean(value: str | None, limit: int) -> str | None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.bus import InProcessBus, RedisBus
+from server.bus import Bus
 from server.clock import Clock
 from server.config import Settings
 from server.db.uow import UnitOfWork
@@ -21,7 +21,7 @@ class ServiceContext:
 
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
-    bus: InProcessBus | RedisBus
+    bus: Bus
     clock: Clock
     tokens: TokenService
     code_sender: CodeSender
@@ -29,4 +29,4 @@ class ServiceContext:
 
     def uow(self) -> UnitOfWork:
         """A new unit of work (one transaction)."""
-        return UnitOfWork(self.session_factory)
+        return UnitOfWork(self.session_factory, self.bus)

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.channels import EVENT_DISPATCH_QUEUE_CHANGED, dispatch_queue_channel
 from server.db.models import (
     Clinic,
     DispatchRequest,
@@ -31,29 +32,8 @@ from server.domain.decisions import Reason
 from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.domain.passes import check_pass_photo
 from server.domain.visits import compose_visit_notice
-from server.realtime.channels import EVENT_DISPATCH_QUEUE_CHANGED, dispatch_queue_channel
 from server.services import audit
 from server.services.context import ServiceContext
-from server.services.coverage import (
-    EventView,
-    LetterView,
-    RequestView,
-    VisitView,
-    clinic_timezone,
-    event_view,
-    letter_view,
-    points_txn,
-    publish_after_commit,
-    reasons_json,
-    record_decision_txn,
-    record_refusal,
-    request_view,
-    require_clinic_on_program_txn,
-    require_person_txn,
-    rule_violation,
-    today_of,
-    visit_view,
-)
 from server.services.coverage_facts import (
     load_coverage_records,
     to_attachment_letter_facts,
@@ -62,6 +42,24 @@ from server.services.coverage_facts import (
     to_insured_facts,
     to_letter_facts,
     to_policy_facts,
+)
+from server.services.decisions import reasons_json, record_decision_txn, record_refusal, rule_violation
+from server.services.dispatch_common import (
+    clinic_timezone,
+    points_txn,
+    require_clinic_on_program_txn,
+    require_person_txn,
+    today_of,
+)
+from server.services.dispatch_views import (
+    EventView,
+    LetterView,
+    RequestView,
+    VisitView,
+    event_view,
+    letter_view,
+    request_view,
+    visit_view,
 )
 from server.services.identity import Principal
 
@@ -134,9 +132,7 @@ class ApprovalAnswer:
 
 
 def _queue_changed(ctx: ServiceContext, uow: UnitOfWork, request_id: int, status: str) -> None:
-    publish_after_commit(
-        ctx,
-        uow,
+    uow.publish(
         dispatch_queue_channel(),
         {"type": EVENT_DISPATCH_QUEUE_CHANGED, "dispatch_request_id": request_id, "status": status},
     )

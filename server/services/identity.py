@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
-ROLE_INSURED: Final = "insured"
-ROLE_DOCTOR: Final = "doctor"
-ROLE_DISPATCHER: Final = "dispatcher"
-ROLE_HR: Final = "hr"
-ROLE_ADMIN: Final = "admin"
-STAFF_ROLES: Final = frozenset({ROLE_DOCTOR, ROLE_DISPATCHER, ROLE_HR, ROLE_ADMIN})
+from server.domain.roles import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR, ROLE_HR, ROLE_INSURED, STAFF_ROLES
+
+__all__ = [
+    "ROLE_ADMIN",
+    "ROLE_DISPATCHER",
+    "ROLE_DOCTOR",
+    "ROLE_HR",
+    "ROLE_INSURED",
+    "STAFF_ROLES",
+    "Principal",
+]
 
 
 @dataclass(frozen=True, slots=True)

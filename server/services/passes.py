@@ -17,8 +17,9 @@ from server.domain.errors import DomainError, RuleViolation
 from server.domain.passes import PASS_PHOTO_RULES, validate_photo_facts
 from server.services import audit, images
 from server.services.context import ServiceContext
-from server.services.coverage import reasons_json, require_person_txn
+from server.services.decisions import reasons_json
 from server.services.dispatch import create_pass_request_txn
+from server.services.dispatch_common import require_person_txn
 from server.services.identity import Principal
 
 STORED_MIME: Final = "image/jpeg"

@@ -30,22 +30,19 @@ from server.domain.decisions import Reason
 from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.services import audit
 from server.services.context import ServiceContext
-from server.services.coverage import (
-    AttachmentLetterView,
-    ScheduledPaymentView,
-    attachment_letter_view,
-    policy_facts_txn,
-    reasons_json,
-    record_decision_txn,
-    rule_violation,
-    scheduled_view,
-    today_of,
-)
 from server.services.coverage_facts import (
     to_attachment_letter_facts,
     to_clinic_facts,
     to_insured_facts,
     to_program_facts,
+)
+from server.services.decisions import reasons_json, record_decision_txn, rule_violation
+from server.services.dispatch_common import policy_facts_txn, today_of
+from server.services.dispatch_views import (
+    AttachmentLetterView,
+    ScheduledPaymentView,
+    attachment_letter_view,
+    scheduled_view,
 )
 from server.services.identity import Principal
 

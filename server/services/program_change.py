@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AdditionalAgreement, AttachmentLetter, Clinic, ProgramChangeApplication, ScheduledPayment
 from server.db.repositories import coverage as coverage_repo
@@ -28,18 +29,6 @@ from server.domain.letters import format_number
 from server.domain.service_type import check_service_type_change, money_text, plan_additional_agreement
 from server.services import audit
 from server.services.context import ServiceContext
-from server.services.coverage import (
-    ApplicationView,
-    ClinicView,
-    application_view,
-    clinic_view,
-    reasons_json,
-    record_decision_txn,
-    record_refusal,
-    require_person_txn,
-    rule_violation,
-    today_of,
-)
 from server.services.coverage_facts import (
     CoverageRecords,
     load_coverage_records,
@@ -47,6 +36,9 @@ from server.services.coverage_facts import (
     to_clinic_facts,
     to_insured_facts,
 )
+from server.services.decisions import reasons_json, record_decision_txn, record_refusal, rule_violation
+from server.services.dispatch_common import require_person_txn, today_of
+from server.services.dispatch_views import ApplicationView, ClinicView, application_view, clinic_view
 from server.services.identity import Principal
 
 AGREEMENT_PREFIX: Final = "AA"
@@ -420,10 +412,25 @@ async def withdraw_application(ctx: ServiceContext, principal: Principal, applic
     return await _own_application(ctx, principal, application_id)
 
 
+async def applications_txn(session: AsyncSession, person_id: int) -> list[ApplicationView]:
+    """A person's service type change applications with agreements and schedules."""
+    applications = await repo.applications_of_person(session, person_id)
+    if not applications:
+        return []
+    agreements = await repo.agreements_of_applications(session, (a.id for a in applications))
+    schedules = await repo.agreement_schedules(session, (a.id for a in agreements.values()))
+    paid = await repo.paid_scheduled_ids(session, (row.id for rows in schedules.values() for row in rows))
+    clinics = await coverage_repo.clinics_by_ids(session, (a.clinic_id for a in applications))
+    views = []
+    for application in applications:
+        agreement = agreements.get(application.id)
+        schedule = schedules.get(agreement.id, []) if agreement else []
+        views.append(application_view(application, clinics[application.clinic_id], agreement, schedule, paid))
+    return views
+
+
 async def my_applications(ctx: ServiceContext, principal: Principal) -> list[ApplicationView]:
     """The insured person's applications (newest first)."""
-    from server.services.coverage import applications_txn
-
     async with ctx.uow() as uow:
         return await applications_txn(uow.session, principal.subject_id)
 

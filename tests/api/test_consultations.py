@@ -11,6 +11,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.bus import RESYNC
+from server.channels import (
+    EVENT_CONSULTATION_OFFERED,
+    EVENT_CONSULTATION_UPDATED,
+    EVENT_DISPATCH_QUEUE_CHANGED,
+    EVENT_QUEUE_CHANGED,
+    consultation_channel,
+    dispatch_queue_channel,
+    doctors_queue_channel,
+    user_channel,
+)
 from server.clock import FixedClock
 from server.db.models import (
     AttachmentLetter,
@@ -23,16 +33,6 @@ from server.db.models import (
     Policy,
     ServiceUsed,
     StaffAccount,
-)
-from server.realtime.channels import (
-    EVENT_CONSULTATION_OFFERED,
-    EVENT_CONSULTATION_UPDATED,
-    EVENT_DISPATCH_QUEUE_CHANGED,
-    EVENT_QUEUE_CHANGED,
-    consultation_channel,
-    dispatch_queue_channel,
-    doctors_queue_channel,
-    user_channel,
 )
 from server.services.context import ServiceContext
 from tests.factories import Factories, bearer

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.channels import EVENT_DISPATCH_QUEUE_CHANGED, dispatch_queue_channel
 from server.clock import FixedClock
 from server.db.models import (
     AuditEvent,
@@ -20,7 +21,6 @@ from server.db.models import (
     LetterOfGuarantee,
     Visit,
 )
-from server.realtime.channels import EVENT_DISPATCH_QUEUE_CHANGED, dispatch_queue_channel
 from server.services.context import ServiceContext
 from tests.api.dispatch_support import build_world, count_rows, issue_letter, open_covered_event, rules_of
 from tests.factories import Factories, bearer

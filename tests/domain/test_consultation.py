@@ -222,18 +222,19 @@ def test_a_referral_names_a_specialty_and_may_list_services_r11_3() -> None:
     ("completion", "code"),
     [
         (Completion("  ", "J06.9", Outcome.ADVICE), "notes_required"),
+        (Completion(".", "J06.9", Outcome.ADVICE), "notes_not_meaningful"),  # R11.9
         (Completion("x" * 10_001, "J06.9", Outcome.ADVICE), "notes_too_long"),
-        (Completion("ok", "J00-J06", Outcome.ADVICE), "invalid_icd10"),
-        (Completion("ok", "I10", Outcome.REFERRAL), "referral_specialty_required"),
-        (Completion("ok", "I10", Outcome.REFERRAL, "  "), "referral_specialty_required"),
-        (Completion("ok", "I10", Outcome.REFERRAL, "Cardiology!"), "invalid_referral_specialty"),
-        (Completion("ok", "I10", Outcome.REFERRAL, "cardiology", ("",)), "invalid_referral_services"),
+        (Completion("okay", "J00-J06", Outcome.ADVICE), "invalid_icd10"),
+        (Completion("okay", "I10", Outcome.REFERRAL), "referral_specialty_required"),
+        (Completion("okay", "I10", Outcome.REFERRAL, "  "), "referral_specialty_required"),
+        (Completion("okay", "I10", Outcome.REFERRAL, "Cardiology!"), "invalid_referral_specialty"),
+        (Completion("okay", "I10", Outcome.REFERRAL, "cardiology", ("",)), "invalid_referral_services"),
         (
-            Completion("ok", "I10", Outcome.REFERRAL, "cardiology", tuple(f"test {i}" for i in range(21))),
+            Completion("okay", "I10", Outcome.REFERRAL, "cardiology", tuple(f"test {i}" for i in range(21))),
             "invalid_referral_services",
         ),
-        (Completion("ok", "I10", Outcome.ADVICE, "cardiology"), "referral_fields_not_allowed"),
-        (Completion("ok", "I10", Outcome.EMERGENCY, None, ("ECG",)), "referral_fields_not_allowed"),
+        (Completion("okay", "I10", Outcome.ADVICE, "cardiology"), "referral_fields_not_allowed"),
+        (Completion("okay", "I10", Outcome.EMERGENCY, None, ("ECG",)), "referral_fields_not_allowed"),
     ],
 )
 def test_a_bad_completion_is_refused(completion: Completion, code: str) -> None:

@@ -242,9 +242,9 @@ async def test_a_call_ends_when_its_consultation_stops_being_active(
     doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
     from sqlalchemy import update
 
+    from server.channels import consultation_channel
     from server.db.models import Consultation
     from server.keys import context_key
-    from server.realtime.channels import consultation_channel
 
     async with factories.session_factory() as session:
         await session.execute(

@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select, update
 
 from server.bus import RESYNC
+from server.channels import EVENT_CONSULTATION_UPDATED, consultation_channel, user_channel
 from server.db.models import AuditEvent, Consultation, ConsultationMessage
 from server.keys import context_key, realtime_hub_key
-from server.realtime.channels import EVENT_CONSULTATION_UPDATED, consultation_channel, user_channel
 from server.services import chat
 from server.services.chat import ChatWriter
 from server.services.identity import Principal

@@ -160,3 +160,8 @@ async def spend_websocket_ticket(session: AsyncSession, ticket_hash: str, now: d
         .returning(WebSocketTicket.session_id)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_staff(session: AsyncSession, staff_id: int) -> StaffAccount | None:
+    """A staff account by id (active or not)."""
+    return await session.get(StaffAccount, staff_id)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import Integer, String, Table, bindparam, case, func, literal_column, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import ChatAttachment, Consultation, ConsultationMessage, ReadMark
 from server.domain.errors import Unavailable
+from server.domain.participation import ConsultationAccess, write_refusal
 
 MESSAGE_COLUMNS = (
     ConsultationMessage.id,
@@ -28,17 +28,6 @@ MESSAGE_COLUMNS = (
     ConsultationMessage.attachment_id,
     ConsultationMessage.created_at,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ConsultationAccess:
-    """What chat needs to know about a consultation: who takes part, its state, its last sequence."""
-
-    id: int
-    status: str
-    insured_person_id: int
-    doctor_id: int | None
-    last_seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,53 +250,17 @@ async def message_count(session: AsyncSession, consultation_id: int) -> int:
 # -- the chat writer's batch transaction -----------------------------------------------------------
 
 
+# (consultation_id, sender_key, sender_role, subject_type, subject_id, client_message_id, kind, body, attachment_id)
+BatchItem = tuple[int, str, str, str, int, str, str, str, int | None]
+
+
 @dataclass(frozen=True, slots=True)
-class BatchState:
-    """What a batch needs to decide, read under the consultations' row locks."""
+class _Writer:
+    """The sender of a batch item, as the participation rule sees it."""
 
-    accesses: dict[int, ConsultationAccess]
-    sent: list[Any]
-    owners: dict[int, AttachmentOwner]
-
-
-class BatchStore(Protocol):
-    """The statements of one chat batch inside one transaction (the portable path)."""
-
-    async def lock_and_read(
-        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
-    ) -> BatchState:
-        """Lock the consultations (in id order) and read them, the resent messages and the attachments."""
-        ...
-
-    async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
-        """Advance ``last_seq`` and insert the rows; their ids in the given order."""
-        ...
-
-    async def commit(self) -> None:
-        """Commit the batch (durably: one fsync for all its messages)."""
-        ...
-
-
-class _SessionBatchStore:
-    """The portable store (SQLite, or any backend) on a SQLAlchemy session."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def lock_and_read(
-        self, consultation_ids: Iterable[int], keys: Sequence[tuple[int, str, str]], attachment_ids: Iterable[int]
-    ) -> BatchState:
-        accesses = await lock_consultations_txn(self.session, consultation_ids)
-        sent = await find_sent_txn(self.session, keys)
-        owners = await attachment_owners(self.session, attachment_ids)
-        return BatchState(accesses, sent, owners)
-
-    async def save(self, last_seqs: dict[int, int], rows: list[dict[str, Any]]) -> list[int]:
-        await set_last_seqs_txn(self.session, last_seqs)
-        return await insert_messages_txn(self.session, rows)
-
-    async def commit(self) -> None:
-        await self.session.commit()
+    subject_type: str
+    subject_id: int
+    role: str
 
 
 class _Row:
@@ -343,17 +296,77 @@ class BatchDatabase:
         """Whether the fast PostgreSQL path is used."""
         return bool(self._engine.dialect.name == "postgresql")
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[BatchStore]:
-        """One batch transaction on a session (the portable path), rolled back unless committed.
+    async def write_batch(self, items: Sequence[BatchItem], now: datetime) -> BatchWrite:
+        """Store one chat batch durably and say what it did; the backend decides how.
 
-        PostgreSQL does not use this: its batches are one statement (``write_batch_pg``).
+        PostgreSQL runs the whole batch as one statement on the lane's own connection
+        (``_PG_WRITE_BATCH``); any other backend runs the same steps in one transaction on a
+        session. Both keep only what :func:`server.domain.participation.write_refusal` allows and
+        what refers to the sender's own attachment, skip resends, number the new messages after
+        each consultation's ``last_seq`` and advance it.
+
+        Args:
+            items: Per message (consultation_id, sender_key, sender_role, subject_type, subject_id,
+                client_message_id, kind, body, attachment_id), in the order they were sent.
+            now: The stored ``created_at`` of every new message.
+
+        Raises:
+            BatchConflict: lost a race with another writer (PostgreSQL); retry.
+            Unavailable: the database cannot be reached; nothing was saved.
         """
+        if self.is_postgres:
+            return await write_batch_pg(self, items, now)
+        return await self._write_batch_portable(items, now)
+
+    async def _write_batch_portable(self, items: Sequence[BatchItem], now: datetime) -> BatchWrite:
+        keys = [(item[0], item[1], item[5]) for item in items]
         async with self._session_factory() as session:
             try:
-                yield _SessionBatchStore(session)
+                accesses = await lock_consultations_txn(session, {key[0] for key in keys})
+                sent = await find_sent_txn(session, keys)
+                owners = await attachment_owners(session, [item[8] for item in items if item[8] is not None])
+                sent_keys = {(row.consultation_id, row.sender_key, row.client_message_id) for row in sent}
+                next_seq = {cid: access.last_seq for cid, access in accesses.items()}
+                rows: list[dict[str, Any]] = []
+                new_keys: list[tuple[tuple[int, str, str], int]] = []
+                taken: set[tuple[int, str, str]] = set()
+                for item, key in zip(items, keys, strict=True):
+                    cid, sender, role, subject_type, subject_id, _, kind, body, attachment_id = item
+                    if key in sent_keys or key in taken:
+                        continue
+                    if write_refusal(accesses.get(cid), _Writer(subject_type, subject_id, role)) is not None:
+                        continue
+                    owner = owners.get(attachment_id) if attachment_id is not None else None
+                    if attachment_id is not None and (
+                        owner is None or owner.consultation_id != cid or owner.uploader_key != sender
+                    ):
+                        continue
+                    taken.add(key)
+                    next_seq[cid] += 1
+                    new_keys.append((key, next_seq[cid]))
+                    rows.append(
+                        {
+                            "consultation_id": cid,
+                            "seq": next_seq[cid],
+                            "sender_key": sender,
+                            "sender_role": role,
+                            "client_message_id": key[2],
+                            "kind": kind,
+                            "body": body,
+                            "attachment_id": attachment_id,
+                            "created_at": now,
+                        }
+                    )
+                inserted: dict[tuple[int, str, str], tuple[int, int]] = {}
+                if rows:
+                    changed = {cid: seq for cid, seq in next_seq.items() if seq != accesses[cid].last_seq}
+                    await set_last_seqs_txn(session, changed)
+                    ids = await insert_messages_txn(session, rows)
+                    inserted = {key: (message_id, seq) for (key, seq), message_id in zip(new_keys, ids, strict=True)}
+                await session.commit()
             finally:
                 await session.rollback()
+        return BatchWrite(accesses, sent, inserted)
 
     async def _driver(self) -> Any:
         import asyncpg
@@ -375,7 +388,7 @@ class BatchDatabase:
 
 # The whole batch in ONE statement (and so one round trip, committed on return): lock the
 # consultations, find resends, keep what the sender may write (the same rule as
-# services.chat.write_refusal, checked again in Python on the result), number the new messages
+# domain.participation.write_refusal, checked again in Python on the result), number the new messages
 # after each consultation's last_seq, insert them and advance last_seq. Under load every round
 # trip waits for a full event-loop turn, so this is what sets the chat's latency and throughput.
 # A resend committed by another process while this statement waited for a lock is caught by the
@@ -455,9 +468,7 @@ class BatchWrite:
     inserted: dict[tuple[int, str, str], tuple[int, int]]  # (cid, sender, cmid) -> (id, seq)
 
 
-async def write_batch_pg(
-    database: BatchDatabase, items: Sequence[tuple[int, str, str, str, int, str, str, str, int | None]], now: datetime
-) -> BatchWrite:
+async def write_batch_pg(database: BatchDatabase, items: Sequence[BatchItem], now: datetime) -> BatchWrite:
     """Run ``_PG_WRITE_BATCH`` (autocommit: durable when it returns).
 
     Args:

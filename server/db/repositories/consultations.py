@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import (
@@ -103,11 +103,11 @@ async def refresh_consultation(session: AsyncSession, consultation_id: int) -> C
 
 
 async def queued_consultations(session: AsyncSession, *, limit: int = 500) -> list[Consultation]:
-    """Queued consultations, oldest request first (the order they are offered in)."""
+    """Queued consultations in the order they are offered in: urgent ones first (R11.6), then oldest request."""
     stmt = (
         select(Consultation)
         .where(Consultation.status == "queued")
-        .order_by(Consultation.requested_at, Consultation.id)
+        .order_by(Consultation.urgent.desc(), Consultation.requested_at, Consultation.id)
         .limit(limit)
         .execution_options(populate_existing=True)
     )
@@ -181,18 +181,29 @@ async def waiting_counts(session: AsyncSession, specialties: Iterable[str] | Non
     return {str(specialty): int(count) for specialty, count in (await session.execute(stmt)).all()}
 
 
-async def waiting_ahead(session: AsyncSession, consultation: Consultation) -> int:
-    """Waiting consultations of the same specialty requested before this one (its place minus one)."""
+async def waiting_ahead(session: AsyncSession, consultation: Consultation, *, queued_only: bool = False) -> int:
+    """Waiting consultations of the same specialty ahead of this one (its place minus one).
+
+    Urgent requests (R11.6) are ahead of every other; among equals the earlier request is ahead.
+    With ``queued_only`` only those still waiting for an offer count (offered ones hold a slot).
+    """
+    same_lane = Consultation.urgent.is_(True) if consultation.urgent else Consultation.urgent.is_(False)
     earlier = or_(
-        Consultation.requested_at < consultation.requested_at,
-        and_(Consultation.requested_at == consultation.requested_at, Consultation.id < consultation.id),
+        Consultation.urgent.is_(True) if not consultation.urgent else false(),
+        and_(
+            same_lane,
+            or_(
+                Consultation.requested_at < consultation.requested_at,
+                and_(Consultation.requested_at == consultation.requested_at, Consultation.id < consultation.id),
+            ),
+        ),
     )
     stmt = (
         select(func.count())
         .select_from(Consultation)
         .where(
             Consultation.specialty == consultation.specialty,
-            Consultation.status.in_(WAITING_STATUSES),
+            Consultation.status.in_(("queued",) if queued_only else WAITING_STATUSES),
             earlier,
         )
     )
@@ -252,6 +263,7 @@ async def mark_offered(
     values: dict[str, Any] = {"status": "offered", "offered_to_id": doctor_id, "offer_expires_at": expires_at}
     if skipped_doctor_ids is not None:
         values["skipped_doctor_ids"] = skipped_doctor_ids
+        values["round_ended_at"] = None  # a new round of offers
     return await _conditional_update(session, consultation_id, [Consultation.status == "queued"], values)
 
 
@@ -275,15 +287,62 @@ async def mark_accepted(session: AsyncSession, consultation_id: int, doctor_id: 
     )
 
 
-async def mark_offer_returned(
-    session: AsyncSession, consultation_id: int, doctor_id: int, skipped_doctor_ids: list[int]
-) -> bool:
-    """offered (to this doctor) -> queued again, with the skipped list replaced (declined or expired)."""
+async def mark_urgent_accepted(session: AsyncSession, consultation_id: int, doctor_id: int, now: datetime) -> bool:
+    """An urgent request (R11.6), offered to every on-duty doctor at once, taken by the first who accepts.
+
+    queued or offered (to anyone) -> active with this doctor; exactly one accepting doctor wins.
+    """
     return await _conditional_update(
         session,
         consultation_id,
-        [Consultation.status == "offered", Consultation.offered_to_id == doctor_id],
-        {"status": "queued", "offered_to_id": None, "offer_expires_at": None, "skipped_doctor_ids": skipped_doctor_ids},
+        [Consultation.urgent.is_(True), Consultation.status.in_(WAITING_STATUSES)],
+        {
+            "status": "active",
+            "doctor_id": doctor_id,
+            "offered_to_id": None,
+            "offer_expires_at": None,
+            "accepted_at": now,
+        },
+    )
+
+
+async def mark_offer_returned(
+    session: AsyncSession, consultation_id: int, doctor_id: int, skipped_doctor_ids: list[int], *, lapsed: bool = False
+) -> bool:
+    """offered (to this doctor) -> queued again, with the skipped list replaced (declined or expired).
+
+    With ``lapsed`` the offer ran out unanswered, which counts towards escalation (R11.7).
+    """
+    values: dict[str, Any] = {
+        "status": "queued",
+        "offered_to_id": None,
+        "offer_expires_at": None,
+        "skipped_doctor_ids": skipped_doctor_ids,
+    }
+    if lapsed:
+        values["lapses"] = Consultation.lapses + 1
+    return await _conditional_update(
+        session, consultation_id, [Consultation.status == "offered", Consultation.offered_to_id == doctor_id], values
+    )
+
+
+async def mark_round_ended(session: AsyncSession, consultation_id: int, now: datetime) -> bool:
+    """Record that everyone eligible passed on a queued request this round (R11.7)."""
+    return await _conditional_update(
+        session,
+        consultation_id,
+        [Consultation.status == "queued", Consultation.round_ended_at.is_(None)],
+        {"round_ended_at": now},
+    )
+
+
+async def mark_escalated(session: AsyncSession, consultation_id: int, now: datetime, reason: str) -> bool:
+    """Record the one escalation of a waiting request (R11.7); ``False`` if it was escalated already."""
+    return await _conditional_update(
+        session,
+        consultation_id,
+        [Consultation.status.in_(OPEN_STATUSES), Consultation.escalated_at.is_(None)],
+        {"escalated_at": now, "escalation_reason": reason},
     )
 
 
@@ -413,3 +472,39 @@ async def person_names(session: AsyncSession, person_ids: Iterable[int]) -> dict
         return {}
     stmt = select(InsuredPerson.id, InsuredPerson.full_name).where(InsuredPerson.id.in_(ids))
     return {int(i): str(name) for i, name in (await session.execute(stmt)).all()}
+
+
+async def busy_since(session: AsyncSession, doctor_ids: Iterable[int], now: datetime) -> dict[int, list[datetime]]:
+    """For each doctor, when each slot they hold started: active ones at acceptance, offers in flight now."""
+    ids = sorted(set(doctor_ids))
+    result: dict[int, list[datetime]] = {i: [] for i in ids}
+    if not ids:
+        return result
+    active = select(Consultation.doctor_id, Consultation.accepted_at).where(
+        Consultation.status == "active", Consultation.doctor_id.in_(ids)
+    )
+    for doctor_id, accepted_at in (await session.execute(active)).all():
+        if doctor_id is not None:
+            result[int(doctor_id)].append(accepted_at or now)
+    offered = select(Consultation.offered_to_id).where(
+        Consultation.status == "offered", Consultation.offered_to_id.in_(ids)
+    )
+    for (doctor_id,) in (await session.execute(offered)).all():
+        if doctor_id is not None:
+            result[int(doctor_id)].append(now)
+    return result
+
+
+async def mark_transferred(session: AsyncSession, consultation_id: int, from_doctor_id: int, to_doctor_id: int) -> bool:
+    """active with one doctor -> active with a colleague (a hand-over with a note, R11.8)."""
+    return await _conditional_update(
+        session,
+        consultation_id,
+        [Consultation.status == "active", Consultation.doctor_id == from_doctor_id],
+        {"doctor_id": to_doctor_id},
+    )
+
+
+async def clear_escalation(session: AsyncSession, consultation_id: int) -> None:
+    """Allow a new escalation: the consultation is waiting again for a new reason (its doctor vanished)."""
+    await _conditional_update(session, consultation_id, [], {"escalated_at": None, "escalation_reason": None})

@@ -19,7 +19,7 @@ from server.db.models import AuditEvent, RecordChange
 from server.db.repositories import records as records_repo
 from server.db.repositories.audit import append_event_txn
 from server.domain.insured_list import jsonable
-from server.logging_setup import request_id_var
+from server.request_context import request_id_var
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, Principal
 

@@ -14,10 +14,10 @@ from datetime import date
 
 from sqlalchemy import select, update
 
+from server.channels import EVENT_SESSION_REVOKED, session_channel
 from server.db.models import Consultation, InsuredPerson
 from server.db.repositories import accounts as accounts_repo
 from server.domain.errors import DomainError
-from server.realtime.channels import EVENT_SESSION_REVOKED, session_channel
 from server.services import consultations as consultation_service
 from server.services.context import ServiceContext
 from server.services.coverage_facts import coverage_day

@@ -18,11 +18,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.channels import EVENT_SESSION_REVOKED, session_channel
 from server.db.models import PasswordSetToken, Policyholder, StaffAccount
 from server.db.repositories import accounts as accounts_repo
 from server.domain.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from server.domain.staff import check_account, check_new_password
-from server.realtime.channels import EVENT_SESSION_REVOKED, session_channel
 from server.security.passwords import hash_password
 from server.security.tokens import hash_token, new_opaque_token
 from server.services.context import ServiceContext

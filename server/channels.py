@@ -1,4 +1,4 @@
-"""Bus channel names and event types shared by the services that publish and the sockets that listen.
+"""Bus channel names and event types, beside the bus: services publish on them, sockets listen.
 
 The bus only says "something new happened"; the database is the source of truth. A socket
 that receives ``chat.message`` with ``seq`` N reads the consultation's messages after the last

@@ -1,0 +1,274 @@
+"""The assignment cycle: who is offered which queued consultation, lapsed offers and shift-end handover (R11).
+
+Every state change is a conditional UPDATE in the repository (``WHERE status = ... AND
+offered_to_id = ...``): a doctor, a patient and any number of server processes running the
+assignment cycle can race on one consultation and exactly one of them wins. Offers to one
+doctor are additionally serialised by locking the doctor's account row, so the per-doctor
+limit of simultaneous consultations holds across processes.
+
+Assignment rules implemented by ``run_assignment_cycle`` (each cycle, oldest request first):
+
+1. An offer not accepted by its deadline goes back to the queue; the silent doctor is skipped
+   for that consultation (never offered it again in this round).
+2. An offer to a doctor who is no longer on duty for the specialty, or whose duty ends within
+   ``offer_min_remaining_shift_minutes``, goes back to the queue (the doctor is not skipped).
+3. Shift-end handover: an active consultation whose doctor is off duty for its specialty, and
+   whose last shift of that specialty ended at least ``handover_grace_minutes`` ago (or who has
+   no such shift at all), goes back to the queue with that doctor skipped; its chat stays with it.
+   It keeps its request time, so it is first in line for the next doctor.
+4. Each queued consultation is offered to ``assignment.choose_doctor``'s pick among the doctors
+   on duty for its specialty now: least loaded (active + pending offers) under their own
+   ``max_active_consultations``, not skipped, with more than the minimum of duty left.
+5. When every doctor who could take a consultation has already been skipped, a new round starts
+   (the skipped list is cleared, the most recently skipped doctor being last choice), so nobody
+   waits forever while a doctor is on duty.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from server.channels import (
+    EVENT_CONSULTATION_OFFERED,
+    user_channel,
+)
+from server.db.models import (
+    Consultation,
+)
+from server.db.repositories import consultations as repo
+from server.db.repositories import roster as roster_repo
+from server.db.uow import UnitOfWork
+from server.domain import assignment
+from server.domain import consultation as rules
+from server.domain import roster as roster_rules
+from server.services.consultations.common import (
+    DEFAULT_MAX_ACTIVE,
+    MAX_QUEUE_PER_CYCLE,
+    announce,
+    return_offer_txn,
+    to_state,
+)
+from server.services.context import ServiceContext
+from server.services.roster import to_domain_shift
+
+log = logging.getLogger(__name__)
+
+
+async def assign_soon(ctx: ServiceContext) -> None:
+    """Run a cycle right after a change, so nobody waits for the background loop; errors are only logged."""
+    try:
+        await run_assignment_cycle(ctx)
+    except Exception:
+        log.exception("assignment cycle after a change failed; the background loop will retry")
+
+
+async def run_assignment_cycle(ctx: ServiceContext) -> int:
+    """One pass of the queue: return lapsed offers, hand over at shift end, offer queued consultations.
+
+    Safe to run concurrently in several processes: each change is a conditional UPDATE, and
+    offers to one doctor are serialised on the doctor's row, so nothing is offered twice and no
+    doctor goes over their limit. Rows are first judged from one read; a transaction is opened
+    only for those that need a change, and everything is checked again inside it.
+
+    Returns:
+        How many offers were made.
+    """
+    now = ctx.clock.now()
+    shifts = await _shifts_around(ctx, now)
+    await _return_and_hand_over(ctx, now, shifts)
+    async with ctx.uow() as uow:
+        queued = [
+            (c.id, c.specialty, list(c.skipped_doctor_ids or []))
+            for c in await repo.queued_consultations(uow.session, limit=MAX_QUEUE_PER_CYCLE)
+        ]
+        on_duty_ids = {d for c in queued for d in roster_rules.on_duty(shifts, now, c[1])}
+        accounts = await repo.doctors(uow.session, on_duty_ids)
+        max_active = {doctor_id: account.max_active_consultations for doctor_id, account in accounts.items()}
+        loads = await repo.doctor_loads(uow.session, max_active)
+    offers = 0
+    for consultation_id, specialty, skipped in queued:
+        candidates = _candidates(shifts, now, specialty, max_active, loads)
+        if _pick(candidates, specialty, skipped, now, _min_remaining(ctx)) is None:
+            continue  # nobody can take it now: no transaction needed
+        doctor_id = await _offer_one(ctx, consultation_id, shifts, now)
+        if doctor_id is not None:
+            loads[doctor_id] = loads.get(doctor_id, 0) + 1
+            offers += 1
+    return offers
+
+
+async def _shifts_around(ctx: ServiceContext, now: datetime) -> list[roster_rules.Shift]:
+    """Shifts that matter for who is on duty now and when their duty (or last shift) ends."""
+    grace = timedelta(minutes=ctx.settings.handover_grace_minutes)
+    async with ctx.uow() as uow:
+        stored = await roster_repo.shifts_overlapping(
+            uow.session, now - grace - timedelta(days=1), now + timedelta(days=2)
+        )
+        return [to_domain_shift(s) for s in stored]
+
+
+def _min_remaining(ctx: ServiceContext) -> timedelta:
+    return timedelta(minutes=ctx.settings.offer_min_remaining_shift_minutes)
+
+
+def _candidates(
+    shifts: Sequence[roster_rules.Shift],
+    now: datetime,
+    specialty: str,
+    max_active: dict[int, int],
+    loads: dict[int, int],
+) -> list[assignment.DoctorLoad]:
+    """The active doctors on duty for ``specialty`` now, with their loads and limits."""
+    return [
+        assignment.DoctorLoad(
+            doctor_id=doctor_id,
+            specialties=frozenset({specialty}),
+            active_count=loads.get(doctor_id, 0),
+            on_duty=True,
+            shift_ends_at=roster_rules.duty_ends_at(shifts, doctor_id, now, specialty),
+            max_active=max_active[doctor_id],
+        )
+        for doctor_id in roster_rules.on_duty(shifts, now, specialty)
+        if doctor_id in max_active
+    ]
+
+
+def _pick(
+    candidates: list[assignment.DoctorLoad],
+    specialty: str,
+    skipped: list[int],
+    now: datetime,
+    min_remaining: timedelta,
+) -> tuple[int, bool] | None:
+    """The doctor to offer to and whether that starts a new round (rule 5), or ``None``."""
+
+    def choose(excluded: frozenset[int]) -> int | None:
+        return assignment.choose_doctor(candidates, specialty, excluded, DEFAULT_MAX_ACTIVE, now, min_remaining)
+
+    doctor_id = choose(frozenset(skipped))
+    if doctor_id is not None:
+        return doctor_id, False
+    if not skipped:
+        return None
+    # Everyone who could take it has passed: a new round, the doctor who passed last being last choice.
+    doctor_id = choose(frozenset(skipped[-1:]))
+    if doctor_id is None:
+        doctor_id = choose(frozenset())
+    return (doctor_id, True) if doctor_id is not None else None
+
+
+async def _return_and_hand_over(ctx: ServiceContext, now: datetime, shifts: list[roster_rules.Shift]) -> None:
+    """Rules 1-3: lapsed offers, offers to doctors leaving duty, active consultations of doctors gone."""
+    async with ctx.uow() as uow:
+        due = [
+            c.id
+            for c in await repo.consultations_in(uow.session, (rules.Status.OFFERED, rules.Status.ACTIVE))
+            if _due_action(ctx, c, now, shifts) is not None
+        ]
+    for consultation_id in due:
+        async with ctx.uow() as uow:
+            row = await repo.refresh_consultation(uow.session, consultation_id)
+            if row is not None and await _return_or_hand_over_txn(ctx, uow, row, now, shifts):
+                await uow.commit()
+
+
+def _due_action(
+    ctx: ServiceContext, row: Consultation, now: datetime, shifts: Sequence[roster_rules.Shift]
+) -> str | None:
+    """What the cycle must do with an offered or active consultation: rules 1-3, or ``None``."""
+    if row.status == rules.Status.OFFERED and row.offered_to_id is not None:
+        if rules.offer_expired(to_state(row), now):
+            return "offer_expired"
+        minutes = ctx.settings.offer_min_remaining_shift_minutes
+        if roster_rules.shift_ending_within(shifts, row.offered_to_id, now, minutes, specialty=row.specialty):
+            return "shift_ending"
+        return None
+    if row.status == rules.Status.ACTIVE and row.doctor_id is not None:
+        grace = timedelta(minutes=ctx.settings.handover_grace_minutes)
+        return "handover" if _handover_due(shifts, row.doctor_id, row.specialty, now, grace) else None
+    return None
+
+
+async def _return_or_hand_over_txn(
+    ctx: ServiceContext, uow: UnitOfWork, row: Consultation, now: datetime, shifts: list[roster_rules.Shift]
+) -> bool:
+    """Apply ``_due_action`` to a row read inside the transaction; ``False`` when nothing (or someone else) did."""
+    action = _due_action(ctx, row, now, shifts)
+    if action == "offer_expired" and row.offered_to_id is not None:
+        return await return_offer_txn(ctx, uow, row, row.offered_to_id, skip=True, reason=action)
+    if action == "shift_ending" and row.offered_to_id is not None:
+        return await return_offer_txn(ctx, uow, row, row.offered_to_id, skip=False, reason=action)
+    if action == "handover" and row.doctor_id is not None:
+        doctor_id = row.doctor_id
+        rules.hand_over(to_state(row), doctor_id)
+        skipped = [*(d for d in row.skipped_doctor_ids or [] if d != doctor_id), doctor_id]
+        if not await repo.mark_handed_over(uow.session, row.id, doctor_id, skipped):
+            return False
+        announce(ctx, uow, row, rules.Status.QUEUED.value, doctors=[doctor_id], reason="handover")
+        log.info("consultation %s handed over: doctor %s is off duty", row.id, doctor_id)
+        return True
+    return False
+
+
+def _handover_due(
+    shifts: Sequence[roster_rules.Shift], doctor_id: int, specialty: str, now: datetime, grace: timedelta
+) -> bool:
+    """Whether an active consultation must be handed over: its doctor left duty at least ``grace`` ago."""
+    if doctor_id in roster_rules.on_duty(shifts, now, specialty):
+        return False
+    ended = [s.ends_at for s in shifts if s.doctor_id == doctor_id and s.specialty == specialty and s.ends_at <= now]
+    return not ended or now - max(ended) >= grace
+
+
+async def _offer_one(
+    ctx: ServiceContext, consultation_id: int, shifts: list[roster_rules.Shift], now: datetime
+) -> int | None:
+    """Offer one queued consultation to the best doctor, judged afresh inside the transaction.
+
+    Returns:
+        The doctor it was offered to, or ``None`` when nobody can take it now (or another process moved it).
+    """
+    async with ctx.uow() as uow:
+        session = uow.session
+        consultation = await repo.refresh_consultation(session, consultation_id)
+        if consultation is None or consultation.status != rules.Status.QUEUED:
+            return None
+        specialty = consultation.specialty
+        accounts = await repo.doctors(session, roster_rules.on_duty(shifts, now, specialty))
+        max_active = {doctor_id: account.max_active_consultations for doctor_id, account in accounts.items()}
+        loads = await repo.doctor_loads(session, max_active)
+        candidates = _candidates(shifts, now, specialty, max_active, loads)
+        picked = _pick(candidates, specialty, list(consultation.skipped_doctor_ids or []), now, _min_remaining(ctx))
+        if picked is None:
+            return None
+        doctor_id, new_round = picked
+        # Offers to one doctor are made one at a time: lock their row, then count their load again.
+        account = await repo.lock_doctor(session, doctor_id)
+        load = (await repo.doctor_loads(session, [doctor_id]))[doctor_id]
+        if account is None or load >= (account.max_active_consultations or DEFAULT_MAX_ACTIVE):
+            return None  # another process filled this doctor meanwhile; the next cycle tries again
+        deadline = assignment.offer_deadline(now, timedelta(seconds=ctx.settings.offer_timeout_seconds))
+        state = to_state(consultation)
+        if new_round:
+            state = rules.ConsultationState(id=state.id, status=state.status)
+        rules.offer(state, doctor_id, now, deadline)
+        if not await repo.mark_offered(
+            session, consultation_id, doctor_id, deadline, skipped_doctor_ids=[] if new_round else None
+        ):
+            return None
+        announce(ctx, uow, consultation, rules.Status.OFFERED.value)
+        uow.publish(
+            user_channel(f"staff:{doctor_id}"),
+            {
+                "type": EVENT_CONSULTATION_OFFERED,
+                "consultation_id": consultation_id,
+                "specialty": specialty,
+                "channel": consultation.channel,
+                "expires_at": deadline.isoformat(),
+            },
+        )
+        await uow.commit()
+    log.info("consultation %s offered to doctor %s until %s", consultation_id, doctor_id, deadline.isoformat())
+    return doctor_id

@@ -1,0 +1,275 @@
+"""The doctor completes a consultation and it is written back to the coverage records (R3.1, R6.2, R7.4, R11.3)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import date, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.channels import (
+    EVENT_DISPATCH_QUEUE_CHANGED,
+    dispatch_queue_channel,
+)
+from server.db.models import (
+    Consultation,
+    DispatchRequest,
+    InsuredEvent,
+    InsuredPerson,
+    ServiceUsed,
+)
+from server.db.repositories import consultations as repo
+from server.domain import consultation as rules
+from server.domain.attachment import attachment_effective
+from server.domain.coverage import evaluate_coverage
+from server.domain.decisions import Reason
+from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
+from server.domain.icd10 import ERR_INVALID_ICD10
+from server.services import audit
+from server.services.consultations.assignment import assign_soon
+from server.services.consultations.common import COMPONENT, RESOURCE, SERVICE_NAME, announce, to_state
+from server.services.consultations.views import ConsultationView, views_of
+from server.services.context import ServiceContext
+from server.services.coverage_facts import (
+    coverage_day,
+    load_coverage_records,
+    to_attachment_letter_facts,
+    to_open_event,
+)
+from server.services.decisions import record_decision_txn
+from server.services.identity import Principal
+
+log = logging.getLogger(__name__)
+
+
+async def complete_consultation(
+    ctx: ServiceContext,
+    principal: Principal,
+    consultation_id: int,
+    *,
+    notes: str,
+    icd10_code: str,
+    outcome: str,
+    referral_specialty: str | None = None,
+    referral_services: Sequence[str] = (),
+) -> ConsultationView:
+    """The assigned doctor closes the consultation; it is written back to the coverage records (R11.3).
+
+    In one transaction: the consultation joins the open insured event of the same complaints or
+    opens a new one; a telemedicine service used is recorded (unique per consultation, so never
+    counted twice); a referral opens a dispatcher request for a ``dispatcher`` person (or a
+    ``registry`` person whose attachment is not in force, R7.4) or points a ``registry`` person to
+    their attached clinic (R6.2); the decision and its reasons go to the audit trail.
+
+    Raises:
+        NotFound: the consultation is not the caller's (never offered to or held by them).
+        Conflict: ``already_completed``, or not active (``invalid_transition``).
+        RuleViolation: ``invalid_icd10`` (422) for a code not in the ICD-10 list.
+        InvalidInput: missing notes, referral fields on a non-referral outcome, and the like.
+    """
+    doctor_id = principal.subject_id
+    now = ctx.clock.now()
+    today = coverage_day(now)
+    async with ctx.uow() as uow:
+        session = uow.session
+        consultation = await repo.get_consultation(session, consultation_id, for_update=True)
+        if consultation is None or doctor_id not in (consultation.doctor_id, consultation.offered_to_id):
+            raise NotFound("no such consultation")
+        if consultation.status == rules.Status.COMPLETED:
+            raise Conflict(
+                f"consultation {consultation_id} is already completed",
+                code="already_completed",
+                details={"consultation_id": consultation_id},
+            )
+        rules.complete(to_state(consultation), doctor_id)  # active and held by this doctor, or Conflict
+        completion = _validated_completion(notes, icd10_code, outcome, referral_specialty, referral_services)
+        person = await repo.lock_insured_person(session, consultation.insured_person_id)
+        assert person is not None
+        records = await load_coverage_records(session, person)
+        coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, COMPONENT, today)
+
+        event, event_reason = await _insured_event_txn(
+            session, consultation, person, coverage.reasons, coverage.allowed, doctor_id, now
+        )
+        service = ServiceUsed(
+            insured_person_id=person.id,
+            insured_event_id=event.id,
+            component=COMPONENT,
+            service=SERVICE_NAME,
+            consultation_id=consultation.id,
+            used_on=today,
+            quantity=1,
+            created_at=now,
+        )
+        session.add(service)
+
+        route_kind: str | None = None
+        route_reasons: tuple[Reason, ...] = ()
+        dispatch: DispatchRequest | None = None
+        if completion.outcome is rules.Outcome.REFERRAL:
+            route = await _referral_route_txn(session, person, completion.referral_specialty, today)
+            route_kind, route_reasons = route.kind.value, route.reasons
+            if route.kind is rules.RouteKind.DISPATCHER_REQUEST:
+                dispatch = DispatchRequest(
+                    insured_person_id=person.id,
+                    insured_event_id=event.id,
+                    consultation_id=consultation.id,
+                    source="consultation_referral",
+                    complaints=consultation.complaints,
+                    requested_specialty=completion.referral_specialty,
+                    requested_services=list(completion.referral_services),
+                    status="open",
+                    created_at=now,
+                )
+                session.add(dispatch)
+        await session.flush()
+
+        outcome_reason = _outcome_reason(completion, route_kind)
+        reasons = [*coverage.reasons, event_reason, *route_reasons, outcome_reason]
+        record_decision_txn(
+            session,
+            person_id=person.id,
+            kind="telemedicine_consultation",
+            allowed=coverage.allowed,
+            reasons=reasons,
+            subject={
+                "consultation_id": consultation.id,
+                "insured_event_id": event.id,
+                "service_used_id": service.id,
+                "icd10_code": completion.icd10_code,
+                "outcome": completion.outcome.value,
+                "referral_route": route_kind,
+                "dispatch_request_id": dispatch.id if dispatch else None,
+            },
+            principal=principal,
+            now=now,
+        )
+        completed = await repo.mark_completed(
+            session,
+            consultation.id,
+            doctor_id,
+            {
+                "completed_at": now,
+                "notes": completion.notes,
+                "icd10_code": completion.icd10_code,
+                "outcome": completion.outcome.value,
+                "referral_specialty": completion.referral_specialty,
+                "referral_services": list(completion.referral_services),
+                "referral_route": route_kind,
+                "dispatch_request_id": dispatch.id if dispatch else None,
+                "insured_event_id": event.id,
+            },
+        )
+        if not completed:
+            raise Conflict("the consultation changed meanwhile; reload", code="consultation_changed")
+        await audit.record_txn(
+            ctx,
+            session,
+            principal,
+            action="consultation.complete",
+            resource_type=RESOURCE,
+            resource_id=consultation.id,
+            patient_id=person.id,
+        )
+        fresh = await repo.refresh_consultation(session, consultation.id)
+        assert fresh is not None
+        announce(ctx, uow, fresh, rules.Status.COMPLETED.value, doctors=[doctor_id])
+        if dispatch is not None:
+            uow.publish(
+                dispatch_queue_channel(),
+                {"type": EVENT_DISPATCH_QUEUE_CHANGED, "dispatch_request_id": dispatch.id, "source": dispatch.source},
+            )
+        event_id = event.id
+        await uow.commit()
+        view = (await views_of(ctx, session, [fresh], principal, now))[0]
+    log.info(
+        "consultation %s completed: %s, event %s, route %s",
+        consultation_id,
+        completion.outcome.value,
+        event_id,
+        route_kind,
+    )
+    await assign_soon(ctx)
+    return view
+
+
+def _validated_completion(
+    notes: str, icd10_code: str, outcome: str, referral_specialty: str | None, referral_services: Sequence[str]
+) -> rules.Completion:
+    try:
+        return rules.validate_completion(
+            rules.Completion(
+                notes=notes,
+                icd10_code=icd10_code,
+                outcome=rules.parse_outcome(outcome),
+                referral_specialty=referral_specialty,
+                referral_services=tuple(referral_services),
+            )
+        )
+    except InvalidInput as exc:
+        if exc.code == ERR_INVALID_ICD10:
+            # A code outside the maintained ICD-10 list is refused by rule, as 422 (the brief's contract).
+            raise RuleViolation(exc.message, code=ERR_INVALID_ICD10, details=exc.details) from exc
+        raise
+
+
+async def _insured_event_txn(
+    session: AsyncSession,
+    consultation: Consultation,
+    person: InsuredPerson,
+    coverage_reasons: Sequence[Reason],
+    covered: bool,
+    doctor_id: int,
+    now: datetime,
+) -> tuple[InsuredEvent, Reason]:
+    """The open insured event of the same complaints, or a new one (R3.1, R11.3)."""
+    open_events = await repo.open_insured_events(session, person.id)
+    by_id = {e.id: e for e in open_events}
+    matched = rules.match_open_event(
+        [to_open_event(e) for e in open_events], consultation.complaints, consultation.specialty, now
+    )
+    reason = rules.insured_event_reason(matched)
+    if matched is not None:
+        return by_id[matched.id], reason
+    event = InsuredEvent(
+        insured_person_id=person.id,
+        component=COMPONENT,
+        complaints=consultation.complaints,
+        status="open",
+        source="consultation",
+        covered=covered,
+        reasons=[r.as_dict() for r in (*coverage_reasons, reason)],
+        opened_at=now,
+        opened_by_staff_id=doctor_id,
+    )
+    session.add(event)
+    await session.flush()
+    return event, reason
+
+
+async def _referral_route_txn(
+    session: AsyncSession, person: InsuredPerson, referral_specialty: str | None, today: date
+) -> rules.ReferralRoute:
+    """Where a referral sends the person: the console (R2/R3) or the attached clinic (R6.2, R7.4)."""
+    effective = False
+    if person.service_type == rules.SERVICE_TYPE_REGISTRY and person.attached_clinic_id is not None:
+        letters = [
+            to_attachment_letter_facts(letter) for letter in await repo.attachment_letters_of(session, person.id)
+        ]
+        effective = attachment_effective(letters, today, clinic_id=person.attached_clinic_id).allowed
+    return rules.referral_route(
+        person.service_type,
+        person.attached_clinic_id,
+        attachment_effective=effective,
+        referral_specialty=referral_specialty,
+    )
+
+
+def _outcome_reason(completion: rules.Completion, route_kind: str | None) -> Reason:
+    facts = {"outcome": completion.outcome.value, "icd10_code": completion.icd10_code, "referral_route": route_kind}
+    if completion.outcome is rules.Outcome.EMERGENCY:
+        return Reason("R10.1", "emergency: the patient is told to call an ambulance (103/112)", facts)
+    return Reason(
+        "R11.3", f"consultation completed with {completion.outcome.value}, counted as a telemedicine service", facts
+    )

@@ -1,0 +1,152 @@
+"""An insured person asks for a consultation (R10.2, R11), and their yearly telemedicine allowance (R11.3)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.db.models import (
+    Consultation,
+)
+from server.db.repositories import consultations as repo
+from server.domain import consultation as rules
+from server.domain import roster as roster_rules
+from server.domain.coverage import evaluate_coverage
+from server.domain.errors import Conflict, NotFound, RuleViolation
+from server.services import audit
+from server.services.consultations.assignment import assign_soon
+from server.services.consultations.common import COMPONENT, RESOURCE, announce
+from server.services.consultations.views import AllowanceView, ConsultationView, view_for
+from server.services.context import ServiceContext
+from server.services.coverage_facts import (
+    coverage_day,
+    load_coverage_records,
+)
+from server.services.identity import Principal
+from server.services.roster import ensure_gap_alert_now
+
+log = logging.getLogger(__name__)
+
+
+async def request_consultation(
+    ctx: ServiceContext, principal: Principal, *, channel: str, specialty: str, complaints: str
+) -> ConsultationView:
+    """An insured person asks for a consultation; it is checked, queued and offered (R10.2, R11).
+
+    Args:
+        ctx: Service context.
+        principal: The insured person.
+        channel: ``text``, ``audio`` or ``video``.
+        specialty: ``general_practice`` or another telemedicine specialty.
+        complaints: What the person complains of (1-2000 characters).
+
+    Returns:
+        The queued (or already offered) consultation with its queue position and estimated wait.
+        If nobody of the specialty is on duty it is still queued, the view says so, and for
+        general practice the roster gap is raised as an alert (R11.2).
+
+    Raises:
+        InvalidInput: unknown specialty or channel, empty or too long complaints.
+        RuleViolation: no telemedicine in the program or policy not valid today (R10.1, R10.2,
+            R2.2), or the yearly allowance is used up (R11.3).
+        Conflict: ``consultation_open`` when the person already has an open consultation.
+    """
+    request = rules.validate_request(complaints, specialty, channel)
+    now = ctx.clock.now()
+    today = coverage_day(now)
+    async with ctx.uow() as uow:
+        session = uow.session
+        person = await repo.lock_insured_person(session, principal.subject_id)
+        if person is None:
+            raise NotFound("no such insured person")
+        records = await load_coverage_records(session, person)
+        coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, COMPONENT, today)
+        if not coverage.allowed:
+            raise RuleViolation(
+                "telemedicine is not covered for you today: " + "; ".join(r.message for r in coverage.reasons[1:]),
+                reasons=coverage.reasons,
+                details={"refusal": "not_covered"},
+            )
+        existing = await repo.open_consultation_of(session, person.id)
+        if existing is not None:
+            raise Conflict(
+                "you already have an open consultation; finish or cancel it first",
+                code="consultation_open",
+                details={"consultation_id": existing.id, "status": existing.status},
+            )
+        used, pending = await _allowance_counts(session, person.id, today)
+        allowance = rules.check_allowance(
+            used, records.program.telemedicine_allowance_per_year, year=today.year, pending=pending
+        )
+        if not allowance.allowed:
+            raise RuleViolation(
+                allowance.reasons[0].message,
+                reasons=allowance.reasons,
+                details={"refusal": "allowance_used_up"},
+            )
+        consultation = Consultation(
+            insured_person_id=person.id,
+            policyholder_id=records.policy.policyholder_id,
+            department=person.department,
+            channel=request.channel.value,
+            specialty=request.specialty,
+            complaints=request.complaints,
+            status=rules.Status.QUEUED.value,
+            skipped_doctor_ids=[],
+            referral_services=[],
+            last_seq=0,
+            requested_at=now,
+        )
+        session.add(consultation)
+        await session.flush()
+        consultation_id = consultation.id
+        await audit.record_txn(
+            ctx,
+            session,
+            principal,
+            action="consultation.request",
+            resource_type=RESOURCE,
+            resource_id=consultation.id,
+            patient_id=person.id,
+        )
+        announce(ctx, uow, consultation, rules.Status.QUEUED.value)
+        await uow.commit()
+    log.info("consultation %s queued (%s, %s)", consultation_id, request.specialty, request.channel.value)
+    await assign_soon(ctx)
+    view = await view_for(ctx, consultation_id, principal)
+    if view.doctors_on_duty == 0:
+        log.warning(
+            "consultation %s queued with no %s doctor on duty%s",
+            consultation_id,
+            request.specialty,
+            " (R11.2 roster gap)" if request.specialty in roster_rules.ALWAYS_COVERED else "",
+        )
+        await ensure_gap_alert_now(ctx, request.specialty)
+    return view
+
+
+async def _allowance_counts(session: AsyncSession, person_id: int, today: date) -> tuple[int, int]:
+    used = await repo.telemedicine_used_between(session, person_id, date(today.year, 1, 1), date(today.year, 12, 31))
+    pending = await repo.count_open_consultations(session, person_id)
+    return used, pending
+
+
+async def telemedicine_allowance(ctx: ServiceContext, person_id: int) -> AllowanceView:
+    """How many consultations the person has left this year (R11.3): allowance - used - open.
+
+    Raises:
+        NotFound: no such person.
+    """
+    today = coverage_day(ctx.clock.now())
+    async with ctx.uow() as uow:
+        person = await repo.get_person(uow.session, person_id)
+        if person is None:
+            raise NotFound("no such insured person")
+        records = await load_coverage_records(uow.session, person)
+        used, pending = await _allowance_counts(uow.session, person_id, today)
+        allowance = records.program.telemedicine_allowance_per_year
+    return AllowanceView(
+        year=today.year, allowance_per_year=allowance, used=used, open=pending, left=max(0, allowance - used - pending)
+    )
