@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import redis.asyncio as redis_asyncio
@@ -137,6 +137,9 @@ class Bus(Protocol):
     async def publish(self, channel: str, message: Message) -> None:
         """Send ``message`` to every subscriber of ``channel`` in every process."""
 
+    async def publish_many(self, messages: Sequence[tuple[str, Message]]) -> None:
+        """Publish several messages in order, in one round trip where the bus allows it."""
+
     def subscribe(self, channels: Iterable[str] = ()) -> Subscription:
         """Open a subscription in this process."""
         ...
@@ -163,6 +166,11 @@ class InProcessBus:
     async def publish(self, channel: str, message: Message) -> None:
         """Deliver to local subscribers now."""
         self._fanout.deliver(channel, message)
+
+    async def publish_many(self, messages: Sequence[tuple[str, Message]]) -> None:
+        """Deliver each, in order."""
+        for channel, message in messages:
+            self._fanout.deliver(channel, message)
 
     def subscribe(self, channels: Iterable[str] = ()) -> Subscription:
         """Open a subscription."""
@@ -226,6 +234,22 @@ class RedisBus:
         if task is not None and task.cancelling():
             # redis-py can swallow a CancelledError that arrives mid-command; honour it here so
             # background loops that publish still stop when cancelled.
+            raise asyncio.CancelledError
+
+    async def publish_many(self, messages: Sequence[tuple[str, Message]]) -> None:
+        """One pipeline (no transaction): Redis runs the PUBLISHes in order on one connection.
+
+        A busy signalling relay publishes hundreds of small messages at once; one round trip
+        for all of them instead of one each keeps its latency flat as calls are added.
+        """
+        if not messages:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for channel, message in messages:
+            pipe.publish(self._prefix + channel, json.dumps(message, separators=(",", ":"), sort_keys=True))
+        await pipe.execute()
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
             raise asyncio.CancelledError
 
     def subscribe(self, channels: Iterable[str] = ()) -> Subscription:

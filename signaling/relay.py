@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -38,6 +38,55 @@ BUS_AWAY: Final = "away"
 BUS_SIGNAL: Final = "signal"  # description, candidate, end of candidates, media: relayed to the other part
 BUS_STEP: Final = "step"
 BUS_ENDED: Final = "ended"
+
+
+class BatchingOutbox:
+    """One ordered outbox for a process's call signalling: whatever piled up goes out in one batch.
+
+    ``send_many`` gets the messages in the order they were published (Redis: one pipeline, run in
+    order on one connection), so each participant's signals keep their order, and a relay carrying
+    hundreds of calls pays one bus round trip per batch instead of one per message.
+    """
+
+    MAX_BATCH: Final = 500
+
+    def __init__(self, send_many: Callable[[list[tuple[str, Message]]], Awaitable[None]]) -> None:
+        self._send_many = send_many
+        self._pending: list[tuple[str, Message]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def publish(self, channel: str, message: Message) -> None:
+        """Queue a message (sync: handlers call it without awaiting the bus)."""
+        self._pending.append((channel, message))
+        self._wakeup.set()
+
+    def start(self) -> None:
+        """Start sending."""
+        self._task = asyncio.create_task(self._run(), name="call-outbox")
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch, self._pending = self._pending[: self.MAX_BATCH], self._pending[self.MAX_BATCH :]
+            try:
+                await self._send_many(batch)
+            except Exception as exc:
+                log.warning("could not publish %d call signal(s): %s", len(batch), exc)
+
+    async def stop(self) -> None:
+        """Send what is left (briefly), then stop."""
+        if self._pending:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._send_many(self._pending), 2.0)
+            self._pending = []
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 def call_channel(call_id: int) -> str:

@@ -101,3 +101,18 @@ async def test_redis_reconnect_tells_subscribers_to_resync(redis_buses: tuple[Re
 async def _wait_connected(bus: RedisBus) -> None:
     while not await bus.ping():
         await asyncio.sleep(0.05)
+
+
+async def test_publish_many_keeps_the_order_in_process() -> None:
+    bus = InProcessBus()
+    subscription = bus.subscribe(["call:1"])
+    await bus.publish_many([("call:1", {"n": n}) for n in range(5)])
+    assert [(await subscription.get())[1]["n"] for _ in range(5)] == [0, 1, 2, 3, 4]
+
+
+async def test_publish_many_is_one_ordered_pipeline_across_redis_buses(redis_buses: tuple[RedisBus, RedisBus]) -> None:
+    sender, receiver = redis_buses
+    subscription = receiver.subscribe(["call:7"])
+    await sender.publish_many([("call:7", {"n": n}) for n in range(50)])
+    async with asyncio.timeout(5):
+        assert [(await subscription.get())[1]["n"] for _ in range(50)] == list(range(50))

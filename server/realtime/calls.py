@@ -24,7 +24,7 @@ from signaling import ice, protocol
 from signaling.peers.echo import EchoService
 from signaling.peers.net import pin_host_addresses
 from signaling.protocol import ProtocolError
-from signaling.relay import CallRelay
+from signaling.relay import BatchingOutbox, CallRelay
 
 call_relay_key: Final = web.AppKey("call_relay", CallRelay)
 echo_key: Final = web.AppKey("echo_service", EchoService)
@@ -236,8 +236,10 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         hub.publish_soon(user_channel(patient_key), event)
         hub.publish_soon(consultation_channel(consultation_id), event)
 
+    outbox = BatchingOutbox(ctx.bus.publish_many)  # call signals: one ordered batch per bus round trip
+    outbox.start()
     relay = CallRelay(
-        CallService(ctx), publish=hub.publish_soon, listen=hub.listen, ice_config=ice_config(app), ring=ring
+        CallService(ctx), publish=outbox.publish, listen=hub.listen, ice_config=ice_config(app), ring=ring
     )
     app[call_relay_key] = relay
     echo = EchoService(ctx.settings.rtc_echo_max_sessions)
@@ -247,3 +249,4 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await echo.close()
         await relay.close()
+        await outbox.stop()
