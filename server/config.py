@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     access_token_minutes: int = Field(default=15, ge=1, le=15)
     refresh_idle_minutes: int = Field(default=30, ge=1, le=30)
     refresh_absolute_hours: int = Field(default=12, ge=1, le=12)
+    # Several tabs refresh the same token at once: within this window they get the same successor (A5).
+    refresh_grace_seconds: float = Field(default=5.0, ge=0, le=30)
     otp_ttl_seconds: int = Field(default=300, ge=30, le=600)
     otp_max_guesses: int = Field(default=5, ge=1, le=5)
     # Policy login (A8): per person, per address, and a per-policy ceiling of at least
@@ -82,7 +84,8 @@ class Settings(BaseSettings):
     login_starts_per_person_per_hour: int = Field(default=10, ge=1)
     login_starts_per_policy_per_hour: int = Field(default=10, ge=1)
     login_starts_per_address_per_hour: int = 60
-    failed_logins_per_account_per_hour: int = 100
+    failed_logins_per_account_per_hour: int = 100  # policy codes (per person); staff get a growing delay instead
+    failed_logins_per_address_per_hour: int = Field(default=30, ge=1)  # staff login failures from one address
     ws_ticket_seconds: int = Field(default=30, ge=5, le=60)
     # Extra exact origins besides the public URL's (e.g. a second domain).
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -1,4 +1,4 @@
-"""Hardening (issue 11): a personal insured number per person; login attempts counted per person
+"""Hardening (issue 11): personal insured numbers, per-person/per-address login counts, refresh grace
 
 Revision ID: 0006_hardening
 Revises: 0007_calls
@@ -42,9 +42,13 @@ def upgrade() -> None:
     op.create_index("uq_insured_persons_insured_number", "insured_persons", ["insured_number"], unique=True)
     op.add_column("login_challenges", sa.Column("person_key", sa.String(length=80), nullable=True))
     op.create_index("ix_login_challenges_person_created", "login_challenges", ["person_key", "created_at"])
+    op.add_column("refresh_tokens", sa.Column("successor_sealed", sa.String(length=128), nullable=True))
+    op.create_index("ix_login_failures_address_created", "login_failures", ["client_address", "created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_login_failures_address_created", table_name="login_failures")
+    op.drop_column("refresh_tokens", "successor_sealed")
     op.drop_index("ix_login_challenges_person_created", table_name="login_challenges")
     op.drop_column("login_challenges", "person_key")
     op.drop_index("uq_insured_persons_insured_number", table_name="insured_persons")

@@ -110,3 +110,27 @@ def new_opaque_token() -> str:
 def hash_token(token: str) -> str:
     """SHA-256 of an opaque token; only the hash is stored, so a database leak reveals no tokens."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _successor_pad(old_token: str) -> bytes:
+    return hashlib.sha512(b"telemed-refresh-successor:" + old_token.encode()).digest()
+
+
+def seal_successor(old_token: str, successor: str) -> str:
+    """The successor refresh token, readable only by whoever presents ``old_token``.
+
+    Kept beside the spent token for the refresh grace window, so that a second tab refreshing the
+    same token at the same moment gets the same successor (checklist A5). The database holds only
+    the old token's hash, so a database leak does not reveal the successor.
+    """
+    raw = successor.encode()
+    pad = _successor_pad(old_token)
+    if len(raw) > len(pad):
+        raise ValueError("successor token too long to seal")
+    return bytes(a ^ b for a, b in zip(raw, pad, strict=False)).hex()
+
+
+def open_successor(old_token: str, sealed: str) -> str:
+    """Inverse of :func:`seal_successor`."""
+    data = bytes.fromhex(sealed)
+    return bytes(a ^ b for a, b in zip(data, _successor_pad(old_token), strict=False)).decode()

@@ -8,6 +8,7 @@ and a revoked session stops its access tokens and WebSockets at once.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -27,10 +28,11 @@ from server.db.models import (
 )
 from server.db.models import WebSocketTicket as WebSocketTicketRow
 from server.db.repositories import accounts as repo
+from server.domain import login_throttle as throttle
 from server.domain.errors import Conflict, Forbidden, RateLimited, Unauthorized
 from server.security import otp
 from server.security.passwords import hash_password, needs_rehash, verify_password
-from server.security.tokens import hash_token, new_opaque_token
+from server.security.tokens import hash_token, new_opaque_token, open_successor, seal_successor
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_INSURED, Principal
 
@@ -224,14 +226,28 @@ async def staff_login(ctx: ServiceContext, *, username: str, password: str, clie
 
     Raises:
         Unauthorized: unknown user, wrong password or disabled account (one message for all).
-        RateLimited: too many failures for this account in the last hour.
+        RateLimited: too many failures from this address, or this address must still wait after
+            failing for this account (a growing delay, never a hard lock of the account).
     """
     now = ctx.clock.now()
     account_key = f"staff:{username.lower()}"
+    hour_ago = now - timedelta(hours=1)
     async with ctx.uow() as uow:
-        failures = await repo.count_failures_since(uow.session, account_key, now - timedelta(hours=1))
-        if failures >= ctx.settings.failed_logins_per_account_per_hour:
-            raise RateLimited("too many failed attempts for this account; try again later")
+        from_address, _ = await repo.failure_stats_since(uow.session, hour_ago, client_address=client_address)
+        if from_address >= ctx.settings.failed_logins_per_address_per_hour:
+            auth_log.warning("auth.staff_login_rate_limited scope=address address=%s", client_address)
+            raise RateLimited("too many failed logins from this address; try again later", retry_after_seconds=300)
+        pair_count, pair_last = await repo.failure_stats_since(
+            uow.session, hour_ago, account_key=account_key, client_address=client_address
+        )
+        overall, overall_last = await repo.failure_stats_since(uow.session, hour_ago, account_key=account_key)
+        wait = throttle.required_wait(throttle.FailureHistory(pair_count, pair_last, overall, overall_last), now)
+        if wait > timedelta(0):
+            auth_log.info("auth.staff_login_delayed address=%s wait_s=%.0f", client_address, wait.total_seconds())
+            raise RateLimited(
+                "too many failed attempts; wait before trying again",
+                retry_after_seconds=math.ceil(wait.total_seconds()),
+            )
         account = await repo.get_staff_by_username(uow.session, username)
         ok = verify_password(account.password_hash if account else None, password)
         if account is None or not ok or not account.is_active:
@@ -282,9 +298,13 @@ async def _issue_pair(
     role: str,
     session_expires_at: datetime,
     now: datetime,
+    *,
+    refresh: str | None = None,
+    store_refresh: bool = True,
 ) -> TokenPair:
-    refresh = new_opaque_token()
-    session.add(RefreshToken(session_id=session_id, token_hash=hash_token(refresh), created_at=now))
+    refresh = refresh or new_opaque_token()
+    if store_refresh:
+        session.add(RefreshToken(session_id=session_id, token_hash=hash_token(refresh), created_at=now))
     access, access_expires = ctx.tokens.issue_access(
         subject_type=subject_type, subject_id=subject_id, role=role, session_id=session_id, now=now
     )
@@ -301,32 +321,50 @@ async def _issue_pair(
 async def refresh(ctx: ServiceContext, *, refresh_token: str) -> TokenPair:
     """Rotate a refresh token; reuse of a spent one revokes the whole family (A5).
 
+    A refresh of a token spent less than ``refresh_grace_seconds`` ago (two tabs refreshing at
+    once) gets the same successor and a fresh access token instead; later reuse still revokes.
+
     Raises:
         Unauthorized: unknown, spent, idle-expired or absolutely expired refresh token.
     """
     now = ctx.clock.now()
     token_hash = hash_token(refresh_token)
+    successor = new_opaque_token()
     revoked_family: str | None = None
     async with ctx.uow() as uow:
-        session_id = await repo.spend_refresh_token(uow.session, token_hash, now)
+        session_id = await repo.spend_refresh_token(
+            uow.session, token_hash, now, successor_sealed=seal_successor(refresh_token, successor)
+        )
+        existing: str | None = None
         if session_id is None:
-            reused_session = await repo.session_of_refresh_token(uow.session, token_hash)
-            if reused_session is not None and await repo.revoke_session(
-                uow.session, reused_session, now, "refresh_token_reuse"
+            spent = await repo.get_refresh_token(uow.session, token_hash)
+            grace = timedelta(seconds=ctx.settings.refresh_grace_seconds)
+            if (
+                spent is not None
+                and spent.used_at is not None
+                and spent.successor_sealed is not None
+                and now - spent.used_at <= grace
             ):
-                revoked_family = reused_session
-                log.warning("refresh token reuse detected; session %s revoked", reused_session)
-            await uow.commit()
-            if revoked_family is not None:
-                await _announce_revocation(ctx, revoked_family, "refresh_token_reuse")
-            raise Unauthorized("the session has ended; please log in again", code="invalid_refresh_token")
+                session_id, existing = spent.session_id, open_successor(refresh_token, spent.successor_sealed)
+            else:
+                reused_session = spent.session_id if spent is not None else None
+                if reused_session is not None and await repo.revoke_session(
+                    uow.session, reused_session, now, "refresh_token_reuse"
+                ):
+                    revoked_family = reused_session
+                    log.warning("refresh token reuse detected; session %s revoked", reused_session)
+                    auth_log.warning("auth.refresh_reuse session_revoked=%s", reused_session)
+                await uow.commit()
+                if revoked_family is not None:
+                    await _announce_revocation(ctx, revoked_family, "refresh_token_reuse")
+                raise Unauthorized("the session has ended; please log in again", code="invalid_refresh_token")
         auth_session = await uow.session.get(AuthSession, session_id)
         assert auth_session is not None
         idle_limit = timedelta(minutes=ctx.settings.refresh_idle_minutes)
         if (
             auth_session.revoked_at is not None
             or auth_session.expires_at <= now
-            or now - auth_session.last_used_at > idle_limit
+            or (existing is None and now - auth_session.last_used_at > idle_limit)
             or not await _subject_active(uow.session, auth_session.subject_type, auth_session.subject_id, auth_session)
         ):
             await uow.commit()
@@ -341,6 +379,8 @@ async def refresh(ctx: ServiceContext, *, refresh_token: str) -> TokenPair:
             auth_session.role,
             auth_session.expires_at,
             now,
+            refresh=existing or successor,
+            store_refresh=existing is None,
         )
         await uow.commit()
     return pair

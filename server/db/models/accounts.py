@@ -69,7 +69,10 @@ class LoginFailure(Base):
     """A failed login (wrong password or code), counted per account per hour (checklist A8)."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_account_created", "account_key", "created_at"),)
+    __table_args__ = (
+        Index("ix_login_failures_account_created", "account_key", "created_at"),
+        Index("ix_login_failures_address_created", "client_address", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     account_key: Mapped[str] = mapped_column(String(100))
@@ -111,6 +114,9 @@ class RefreshToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The successor, sealed with this token (security.tokens.seal_successor): a concurrent refresh
+    # within the grace window gets the same one instead of revoking the session (several tabs).
+    successor_sealed: Mapped[str | None] = mapped_column(String(128))
 
 
 class WebSocketTicket(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,6 +86,23 @@ async def count_failures_since(session: AsyncSession, account_key: str, since: d
     return int((await session.execute(stmt)).scalar_one())
 
 
+async def failure_stats_since(
+    session: AsyncSession, since: datetime, *, account_key: str | None = None, client_address: str | None = None
+) -> tuple[int, datetime | None]:
+    """Count and latest time of failed logins since ``since`` for an account, an address or both."""
+    stmt = select(func.count(), func.max(LoginFailure.created_at)).where(LoginFailure.created_at >= since)
+    if account_key is not None:
+        stmt = stmt.where(LoginFailure.account_key == account_key)
+    if client_address is not None:
+        stmt = stmt.where(LoginFailure.client_address == client_address)
+    count, latest = (await session.execute(stmt)).one()
+    if isinstance(latest, str):  # SQLite returns max() of a timestamp column as text
+        latest = datetime.fromisoformat(latest)
+    if latest is not None and latest.tzinfo is None:
+        latest = latest.replace(tzinfo=UTC)
+    return int(count), latest
+
+
 async def get_challenge_for_update(session: AsyncSession, challenge_id: str) -> LoginChallenge | None:
     """Lock a challenge row so concurrent guesses are counted one by one."""
     stmt = select(LoginChallenge).where(LoginChallenge.id == challenge_id).with_for_update()
@@ -98,18 +115,27 @@ async def get_staff_by_username(session: AsyncSession, username: str) -> StaffAc
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def spend_refresh_token(session: AsyncSession, token_hash: str, now: datetime) -> str | None:
+async def spend_refresh_token(
+    session: AsyncSession, token_hash: str, now: datetime, successor_sealed: str | None = None
+) -> str | None:
     """Atomically mark a refresh token used; returns its session id, or None if spent or unknown.
 
     ``UPDATE ... WHERE used_at IS NULL RETURNING`` makes rotation a compare-and-swap, so two
-    parallel refreshes of the same token cannot both get a successor (checklist A5).
+    parallel refreshes of the same token cannot both make a successor (checklist A5); the one
+    that wins leaves its successor sealed in the same statement for the grace window.
     """
     stmt = (
         update(RefreshToken)
         .where(RefreshToken.token_hash == token_hash, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
+        .values(used_at=now, successor_sealed=successor_sealed)
         .returning(RefreshToken.session_id)
     )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def get_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
+    """A (possibly spent) refresh token row by its hash."""
+    stmt = select(RefreshToken).where(RefreshToken.token_hash == token_hash)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
