@@ -345,6 +345,13 @@ async def _users_reset(ctx: ServiceContext, args: argparse.Namespace) -> object:
     return None
 
 
+async def _coverage_end(ctx: ServiceContext, args: argparse.Namespace) -> object:
+    from server.services.records import coverage_end
+    from server.services.records.changes import cli_actor
+
+    return await coverage_end.end_coverage_due(ctx, cli_actor())
+
+
 def register(add: AddCommand, settings_of: Callable[[argparse.Namespace], Settings]) -> None:
     """Add the back-office commands to the ``telemed`` parser."""
     holder = add("policyholder-create", run(settings_of, _policyholder_create), "create a policyholder")

@@ -93,10 +93,14 @@ class ApprovalCheck(ApiModel):
 
 
 class PersonSearch(ApiModel):
-    """Find a person by policy number and/or name."""
+    """Find a person by any of policy number, name, birth date and phone; one page at a time."""
 
     policy_number: str | None = Field(default=None, min_length=1, max_length=40)
     name: str | None = Field(default=None, min_length=2, max_length=100)
+    birth_date: date | None = None
+    phone: str | None = Field(default=None, min_length=5, max_length=40)
+    limit: int = Field(default=20, ge=1, le=100)
+    offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
 class DispatchPersonSummary(ApiModel):
@@ -228,16 +232,22 @@ async def close_request(request: web.Request, body: RequestClose) -> CoverageReq
     routes,
     "GET",
     "/api/dispatch/persons",
-    summary="Find insured persons by policy number and/or name (a dispatcher taking a call)",
+    summary="Find insured persons by policy number, name, birth date and/or phone, one page at a time (limit, offset)",
     tags=TAGS,
     roles=ROLES,
     query=PersonSearch,
     response=list[DispatchPersonSummary],
 )
 async def find_persons(request: web.Request, query: PersonSearch) -> list[DispatchPersonSummary]:
-    """At most 20 matches; open one with /api/dispatch/persons/{id}/coverage (audited)."""
+    """One page (limit, offset; by name); open one with /api/dispatch/persons/{id}/coverage (audited)."""
     found = await coverage_service.find_persons(
-        request.app[context_key], policy_number=query.policy_number, name=query.name
+        request.app[context_key],
+        policy_number=query.policy_number,
+        name=query.name,
+        birth_date=query.birth_date,
+        phone=query.phone,
+        limit=query.limit,
+        offset=query.offset,
     )
     return [as_public(DispatchPersonSummary, person) for person in found]
 

@@ -505,3 +505,8 @@ def jsonable(value: object) -> object:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
+
+
+def removed_by(removed_on: date | None, today: date) -> bool:
+    """Whether a person removed from the employer's list on ``removed_on`` is without cover on ``today``."""
+    return removed_on is not None and removed_on <= today

@@ -30,6 +30,7 @@ from server.db.models import WebSocketTicket as WebSocketTicketRow
 from server.db.repositories import accounts as repo
 from server.domain import login_throttle as throttle
 from server.domain.errors import Conflict, Forbidden, RateLimited, Unauthorized
+from server.domain.insured_list import removed_by
 from server.security import otp
 from server.security.passwords import hash_password, needs_rehash, verify_password
 from server.security.tokens import hash_token, new_opaque_token, open_successor, seal_successor
@@ -129,7 +130,12 @@ async def start_policy_login(
             ctx.metrics.logins.labels("policy_start", "rate_limited").inc()
             auth_log.warning("auth.policy_start_rate_limited address=%s", client_address)
             raise RateLimited("too many login attempts; try again later")
-        deliverable = chosen is not None and chosen[1].starts_on <= now.date() <= chosen[1].ends_on
+        # Removed from the employer's list: no login from the removal date, even before the daily sweep ran.
+        deliverable = (
+            chosen is not None
+            and chosen[1].starts_on <= now.date() <= chosen[1].ends_on
+            and not removed_by(chosen[0].removed_on, now.date())
+        )
         uow.session.add(
             LoginChallenge(
                 id=challenge_id,

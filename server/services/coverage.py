@@ -21,6 +21,7 @@ from server.domain.attachment import attachment_effective
 from server.domain.clinics import ClinicPurpose, allowed_clinics, check_clinic_choice
 from server.domain.coverage_types import ServiceType
 from server.domain.errors import InvalidInput, NotFound
+from server.domain.insured_list import normalise_phone
 from server.domain.routing import DispatchPoint, card_phone, city_key, who_answers
 from server.domain.service_type import recommended_service_type
 from server.services import audit
@@ -349,25 +350,49 @@ async def clinic_options(
 
 
 async def find_persons(
-    ctx: ServiceContext, *, policy_number: str | None = None, name: str | None = None
+    ctx: ServiceContext,
+    *,
+    policy_number: str | None = None,
+    name: str | None = None,
+    birth_date: date | None = None,
+    phone: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
 ) -> list[PersonSummary]:
-    """Find insured persons by policy number and/or name, for a dispatcher taking a call.
+    """Find insured persons by policy number, name, birth date and/or phone, for a dispatcher taking a call.
 
     Args:
         ctx: The service context.
         policy_number: Exact policy number.
         name: Part of the full name (case-insensitive).
+        birth_date: Exact birth date.
+        phone: The caller's number as typed (``8 916 123-45-67``); compared in E.164.
+        limit: Page size.
+        offset: Persons to skip (``offset = page * limit``).
 
     Returns:
-        At most 20 persons, by name.
+        One page of persons, by name.
 
     Raises:
-        InvalidInput: neither criterion given.
+        InvalidInput: no criterion given, or a phone that is not a valid number.
     """
-    if not policy_number and not name:
-        raise InvalidInput("give a policy number or a name", code="search_criteria_required")
+    if not (policy_number or name or birth_date or phone):
+        raise InvalidInput("give a policy number, a name, a birth date or a phone", code="search_criteria_required")
+    e164: str | None = None
+    if phone:
+        e164 = normalise_phone(phone)
+        if e164 is None:
+            raise InvalidInput("the phone is not a valid number", code="invalid_phone")
     async with ctx.uow() as uow:
-        rows = await coverage_repo.find_persons(uow.session, policy_number=policy_number, name=name)
+        rows = await coverage_repo.find_persons(
+            uow.session,
+            policy_number=policy_number,
+            name=name,
+            birth_date=birth_date,
+            phone=e164,
+            limit=limit,
+            offset=offset,
+        )
         return [
             PersonSummary(
                 id=person.id,

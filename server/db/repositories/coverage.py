@@ -197,15 +197,25 @@ async def person_names(session: AsyncSession, person_ids: Iterable[int]) -> dict
 
 
 async def find_persons(
-    session: AsyncSession, *, policy_number: str | None = None, name: str | None = None, limit: int = 20
+    session: AsyncSession,
+    *,
+    policy_number: str | None = None,
+    name: str | None = None,
+    birth_date: date | None = None,
+    phone: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
 ) -> list[tuple[InsuredPerson, Policy]]:
-    """Insured persons by policy number (exact) and/or name (case-insensitive substring), for the console.
+    """Insured persons by any of: policy number (exact), name (case-insensitive substring), birth date, phone.
 
     Args:
         session: The open session.
         policy_number: The number printed on the policy.
         name: Part of the person's full name.
-        limit: At most this many.
+        birth_date: The exact birth date.
+        phone: The phone on file, in E.164.
+        limit: At most this many (one page).
+        offset: Skip this many (earlier pages); the order (name, id) is stable, so pages do not overlap.
 
     Returns:
         ``(person, policy)`` pairs by name.
@@ -215,5 +225,9 @@ async def find_persons(
         stmt = stmt.where(Policy.number == policy_number)
     if name:
         stmt = stmt.where(func.lower(InsuredPerson.full_name).contains(name.lower(), autoescape=True))
-    stmt = stmt.order_by(InsuredPerson.full_name, InsuredPerson.id).limit(limit)
+    if birth_date is not None:
+        stmt = stmt.where(InsuredPerson.birth_date == birth_date)
+    if phone:
+        stmt = stmt.where(InsuredPerson.phone == phone)
+    stmt = stmt.order_by(InsuredPerson.full_name, InsuredPerson.id).limit(limit).offset(offset)
     return [(row[0], row[1]) for row in (await session.execute(stmt)).all()]

@@ -36,11 +36,6 @@ class CoverageEndReport:
     consultations_cancelled: list[int]
 
 
-def removed_by(removed_on: date | None, today: date) -> bool:
-    """Whether a person removed from the list on ``removed_on`` is without cover on ``today``."""
-    return removed_on is not None and removed_on <= today
-
-
 async def end_coverage_due(ctx: ServiceContext, actor: Actor, *, today: date | None = None) -> CoverageEndReport:
     """End the cover of every person whose removal date has come and who is still active."""
     now = ctx.clock.now()

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import io
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from openpyxl import Workbook
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.clock import FixedClock
 from server.db.models import AuthSession, Consultation, ImportBatch, InsuredPerson, RecordChange
 from server.services.context import ServiceContext
-from server.services.records import insured_lists
+from server.services.records import coverage_end, insured_lists
 from server.services.records.changes import person_history
 from server.services.records.files import FileTooLarge, UnsupportedFile, read_table
 from server.services.records.insured_lists import ListRejected
@@ -139,17 +140,18 @@ async def test_a_removed_person_can_no_longer_log_in(
 
 
 async def test_a_future_removal_date_keeps_cover_until_that_day(
-    ctx: ServiceContext, session_factory: async_sessionmaker[AsyncSession]
+    ctx: ServiceContext, session_factory: async_sessionmaker[AsyncSession], client: object, factories: Factories,
+    clock: FixedClock,
 ) -> None:
-    client = await corporate_client(ctx)
+    setup = await corporate_client(ctx)
     await insured_lists.import_insured_list(
-        ctx, ADMIN, policyholder_id=client.holder.id, content=csv_rows(IVANOV, SIDOROV), file_name="v1.csv"
+        ctx, ADMIN, policyholder_id=setup.holder.id, content=csv_rows(IVANOV, SIDOROV), file_name="v1.csv"
     )
     later = date(2026, 6, 30)
     await insured_lists.import_insured_list(
         ctx,
         ADMIN,
-        policyholder_id=client.holder.id,
+        policyholder_id=setup.holder.id,
         content=csv_rows(IVANOV),
         file_name="v2.csv",
         removal_date=later,
@@ -161,12 +163,22 @@ async def test_a_future_removal_date_keeps_cover_until_that_day(
         await insured_lists.import_insured_list(
             ctx,
             ADMIN,
-            policyholder_id=client.holder.id,
+            policyholder_id=setup.holder.id,
             content=csv_rows(SIDOROV),
             file_name="v3.csv",
             removal_date=date(2026, 1, 15),
         )
     assert caught.value.details["problems"][0]["column"] == "removal_date"
+
+    clock.advance(timedelta(days=21))  # 2026-07-01: the removal date has passed, the daily sweep has not run
+    sent = len(factories.sender.messages)
+    started = await client.post(  # type: ignore[attr-defined]
+        "/api/auth/policy/start", json={"policy_number": "VHI-NEW-0001", "birth_date": "1979-11-11"}
+    )
+    assert started.status == 200 and len(factories.sender.messages) == sent  # no code: cover has ended
+    report = await coverage_end.end_coverage_due(ctx, ADMIN)
+    assert report.persons == [person.id]
+    assert (await coverage_end.end_coverage_due(ctx, ADMIN)).persons == []  # once only
 
 
 async def test_xlsx_with_a_formula_is_stored_as_text(
