@@ -6,6 +6,7 @@ import ipaddress
 import json
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode, urlsplit
@@ -135,6 +136,11 @@ class Settings(BaseSettings):
     escalation_max_wait_minutes: int = Field(default=10, ge=1, le=240)
     offer_round_pause_minutes: int = Field(default=3, ge=0, le=120)
     disconnect_grace_seconds: int = Field(default=120, ge=0, le=3600)
+    # Corporate HR (R12.5): the smallest group a figure may describe; raised, never lowered (checklist F1).
+    hr_min_cell: int = Field(default=11, ge=11, le=1000)
+    # The insurer's average prices, for the cost of services used shown against the premium paid.
+    hr_consultation_price: Decimal = Field(default=Decimal("1500.00"), ge=0)
+    hr_visit_price: Decimal = Field(default=Decimal("3500.00"), ge=0)
 
     @field_validator(
         "allowed_origins", "rtc_host_addresses", "rtc_stun_urls", "rtc_turn_urls", "trusted_proxies", mode="before"

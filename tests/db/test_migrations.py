@@ -156,9 +156,12 @@ async def test_0003_keeps_file_backed_rows_and_references_both_ways_and_refuses_
         )
     )
     await engine.dispose()
+    # Later revisions go down first (they are not what this test is about), then 0003 refuses.
+    await asyncio.to_thread(downgrade, database_url, "0003")
     with pytest.raises(RuntimeError, match="1 chat attachments exist only in the database"):
         await asyncio.to_thread(downgrade, database_url, "0002")
     # Later revisions may have stepped down before 0003 refused (SQLite commits DDL as it goes); up again is clean.
+    await engine.dispose()
     await asyncio.to_thread(upgrade, database_url)
     async with engine.connect() as connection:
         assert (await connection.execute(text("SELECT count(*) FROM chat_attachments"))).scalar_one() == 2

@@ -58,6 +58,7 @@ from server.db.models.records import (
     PolicyholderDepartment,
     RecordChange,
 )
+from server.db.models.hr import HrMonthSnapshot
 
 __all__ = [
     "AdditionalAgreement",
@@ -79,6 +80,7 @@ __all__ = [
     "DoctorConnection",
     "DutyAlert",
     "DutyShift",
+    "HrMonthSnapshot",
     "ImportBatch",
     "ImportedPaymentReference",
     "InsuredEvent",

@@ -54,6 +54,8 @@ class Consultation(Base):
         Index("ix_consultations_status_requested", "status", "requested_at"),
         Index("ix_consultations_doctor_status", "doctor_id", "status"),
         Index("ix_consultations_policyholder_requested", "policyholder_id", "requested_at"),
+        # HR monthly figures count consultations by the day they started (R11.4, R12.5).
+        Index("ix_consultations_policyholder_accepted", "policyholder_id", "accepted_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
