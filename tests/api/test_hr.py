@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 
-from server.db.models import AuditEvent, HrMonthSnapshot, InsuredPerson, Policyholder, StaffAccount
+from server.db.models import AuditEvent, Consultation, HrMonthSnapshot, InsuredPerson, Policyholder, StaffAccount
 from server.db.repositories.hr import month_counts
 from server.domain.hr_reports import SCALARS, TABLES, Month, PublishedMonth
 from server.domain.privacy import HR_FORBIDDEN_FIELDS
@@ -43,35 +43,47 @@ async def _company(
         await session.commit()
     policy = await factories.policy(policyholder=holder, starts_on=date(2026, 1, 1), ends_on=date(2026, 12, 31))
     doctor = await factories.staff("doctor")
-    staff = []
-    for i in range(persons):
-        staff.append(
-            await factories.insured(
-                policy=policy,
-                full_name=f"Employee Secretname{i}",
-                department="Sales" if i % 3 else "Legal",
-                birth_date=date(1960 + i % 40, 1 + i % 12, 1 + i % 28),
-                service_type="registry" if i % 7 == 0 else "dispatcher",
-                created_at=datetime(2026, 1, 1, tzinfo=UTC),
-            )
+    staff = [
+        InsuredPerson(
+            policy_id=policy.id,
+            full_name=f"Employee Secretname{i}",
+            birth_date=date(1960 + i % 40, 1 + i % 12, 1 + i % 28),
+            phone=f"+7900{seed:03d}{i:04d}",
+            city="Moscow",
+            department="Sales" if i % 3 else "Legal",
+            service_type="registry" if i % 7 == 0 else "dispatcher",
+            is_active=True,
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
         )
+        for i in range(persons)
+    ]
+    await factories.add(*staff)  # one transaction: the suite builds many such companies
+    rows = []
     for j in range(consultations):
         person = rng.choice(staff)
         started = MAY + timedelta(days=rng.randrange(30), minutes=rng.randrange(600))
-        await factories.consultation(
-            person,
-            doctor,
-            status="completed",
-            channel=rng.choice(("text", "audio", "video")),
-            specialty=rng.choice(("general_practice", "cardiology")),
-            requested_at=started - timedelta(minutes=rng.randrange(1, 40)),
-            accepted_at=started,
-            completed_at=started + timedelta(minutes=20),
-            icd10_code=rng.choice(CODES),
-            outcome="referral" if j % 5 == 0 else "advice",
-            complaints="HIV test positive, very secret complaint",
-            notes="secret notes",
+        rows.append(
+            Consultation(
+                insured_person_id=person.id,
+                policyholder_id=holder.id,
+                department=person.department,
+                channel=rng.choice(("text", "audio", "video")),
+                specialty=rng.choice(("general_practice", "cardiology")),
+                complaints="HIV test positive, very secret complaint",
+                status="completed",
+                doctor_id=doctor.id,
+                requested_at=started - timedelta(minutes=rng.randrange(1, 40)),
+                accepted_at=started,
+                completed_at=started + timedelta(minutes=20),
+                icd10_code=rng.choice(CODES),
+                outcome="referral" if j % 5 == 0 else "advice",
+                notes="secret notes",
+                last_seq=0,
+                skipped_doctor_ids=[],
+                referral_services=[],
+            )
         )
+    await factories.add(*rows)
     hr = await factories.staff("hr", hr_policyholder_id=holder.id)
     return {"holder": holder, "staff": staff, "hr": hr, "doctor": doctor}
 
@@ -195,8 +207,11 @@ async def test_hr_of_another_company_sees_only_its_own_r12_5(
     tokens = await factories.login_staff(client, other["hr"])
     body = await (await client.get("/api/hr/usage?period=2026-05", headers=bearer(tokens))).json()
     tables = {t["name"]: t for t in body["tables"]}
-    assert tables["consultations"]["rows"][0]["value"] == 0
+    # Its own staff (12) and nothing of the first company's 60 consultations; its own zero is hidden
+    # like any count under k (a shown zero would make every hidden cell say "somebody is here").
     assert tables["staff"]["rows"][0]["value"] == 12
+    assert tables["consultations"]["rows"][0]["value"] is None
+    assert not [r for t in body["tables"] for r in t["rows"] if r["value"] not in (None, 12)]
     forged = await client.get(
         f"/api/hr/usage?period=2026-05&policyholder_id={(await _company(factories, seed=4))['holder'].id}",
         headers=bearer(tokens),

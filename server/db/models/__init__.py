@@ -51,6 +51,7 @@ from server.db.models.dispatch import (
     ServiceUsed,
     Visit,
 )
+from server.db.models.hr import HrMonthSnapshot
 from server.db.models.records import (
     ImportBatch,
     ImportedPaymentReference,
@@ -58,7 +59,6 @@ from server.db.models.records import (
     PolicyholderDepartment,
     RecordChange,
 )
-from server.db.models.hr import HrMonthSnapshot
 
 __all__ = [
     "AdditionalAgreement",
