@@ -24,6 +24,7 @@ from server.api import consultations as consultation_routes
 from server.api import coverage as coverage_routes
 from server.api import dispatch as dispatch_routes
 from server.api import health as health_routes
+from server.api import hr as hr_routes
 from server.api import openapi as openapi_routes
 from server.api import roster as roster_routes
 from server.api.errors import error_middleware
@@ -149,6 +150,7 @@ def setup_areas(app: web.Application) -> None:
         admin_staff_routes,
         chat_routes,
         calls_routes,
+        hr_routes,
     ):
         app.router.add_routes(module.routes)
     roster_routes.setup(app)

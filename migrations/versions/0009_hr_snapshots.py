@@ -1,7 +1,7 @@
 """Corporate HR: frozen monthly snapshots of the published figures; consultations indexed by start day
 
 Revision ID: 0009_hr
-Revises: 0007_calls
+Revises: 0004_rules
 Create Date: 2026-12-01 17:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_hr"
-down_revision: str | None = "0007_calls"
+down_revision: str | None = "0004_rules"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
