@@ -135,7 +135,7 @@ async def _audit_refusal(request: web.Request, principal: Principal, spec: Endpo
         principal,
         action="route.forbidden",
         resource_type="route",
-        resource_id=f"{spec.method} {spec.path}"[:120],
+        resource_id=f"{spec.method} {spec.path}"[:40],  # audit_events.resource_id is 40 characters
         patient_id=None,
         result=audit.RESULT_DENIED,
     )
