@@ -29,6 +29,7 @@ from server.db.models import (
     ScheduledPayment,
     StaffAccount,
 )
+from server.demo_history import seed_hr_history
 from server.domain.insured_number import format_insured_number
 from server.security.passwords import hash_password
 
@@ -148,6 +149,8 @@ async def seed_demo(
             await _seed_base(session, now=now, corporate_insured=corporate_insured, progress=progress)
             await session.commit()
             await seed_dispatch_demo(session, now=now)
+            await session.commit()
+            await seed_hr_history(session, now=now, policy_number=CORPORATE_POLICY)
             await session.commit()
         shifts_added = await extend_roster(session, now=now, days=roster_days)
         shifts_added += await ensure_doctor_on_duty(session, now=now)

@@ -228,9 +228,10 @@ class Factories:
 
     async def login_insured(self, client: TestClient[Any, Any], person: InsuredPerson) -> dict[str, Any]:
         """Log an insured person in through the API; returns the token response."""
-        number = await self.policy_number_of(person)
+        # By the insured number on the card: colleagues on one policy may share a birth date (issue 11).
         started = await client.post(
-            "/api/auth/policy/start", json={"policy_number": number, "birth_date": person.birth_date.isoformat()}
+            "/api/auth/policy/start",
+            json={"insured_number": person.insured_number, "birth_date": person.birth_date.isoformat()},
         )
         assert started.status == 200, await started.text()
         challenge = (await started.json())["challenge_id"]

@@ -346,3 +346,23 @@ async def test_every_hr_read_is_audited_d1(client: TestClient[Any, Any], factori
     async with factories.session_factory() as session:
         actions = (await session.scalars(select(AuditEvent.action).where(AuditEvent.actor_role == "hr"))).all()
     assert "hr.usage.read" in actions
+
+
+async def test_the_demo_gives_hr_closed_months_to_look_at_r12(
+    client: TestClient[Any, Any], factories: Factories, clock: Any
+) -> None:
+    """The first run works for HR too: the demo's corporate staff have consultations in past months."""
+    from server.demo import DEMO_PASSWORD, seed_demo
+
+    await seed_demo(factories.session_factory, now=clock.now(), corporate_insured=300)
+    login = await client.post("/api/auth/login", json={"username": "hr", "password": DEMO_PASSWORD})
+    assert login.status == 200, await login.text()
+    headers = bearer(await login.json())
+    periods = await (await client.get("/api/hr/periods", headers=headers)).json()
+    assert periods["months"][0] == "2026-05"
+    usage = await (await client.get("/api/hr/usage?period=2026-05", headers=headers)).json()
+    tables = {t["name"]: t for t in usage["tables"]}
+    assert tables["consultations"]["rows"][0]["value"] == 120  # 300 employees x 0.4
+    assert tables["staff"]["rows"][0]["value"] == 300
+    shown = [r for r in tables["consultations_by_channel"]["rows"] if r["value"] is not None]
+    assert shown, "a 300-person company sees its channels"

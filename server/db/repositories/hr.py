@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select
+from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,6 +91,21 @@ def _department_expr(column: Any) -> ColumnElement[str]:
     return func.coalesce(column, literal(NO_DEPARTMENT))
 
 
+def _on_staff(policyholder_id: int, month: Month) -> ColumnElement[bool]:
+    """Insured on the company's policy at some time in the month, by the dates on the employer's list.
+
+    Dates, not the current ``is_active`` flag: a person removed in June was staff in May, and the
+    months already published must keep adding up.
+    """
+    return and_(
+        Policy.policyholder_id == policyholder_id,
+        Policy.starts_on <= month.last_day,
+        Policy.ends_on >= month.first_day,
+        or_(InsuredPerson.starts_on.is_(None), InsuredPerson.starts_on <= month.last_day),
+        or_(InsuredPerson.removed_on.is_(None), InsuredPerson.removed_on > month.first_day),
+    )
+
+
 async def departments(session: AsyncSession, policyholder_id: int) -> tuple[str, ...]:
     """Every department on the company's staff list, and on its consultations, sorted."""
     staff = (
@@ -130,13 +145,7 @@ async def month_counts(session: AsyncSession, policyholder_id: int, month: Month
         "department": _department_expr(InsuredPerson.department),
         "age_band": _age_band_expr(month.first_day),
     }
-    on_staff = and_(
-        Policy.policyholder_id == policyholder_id,
-        Policy.starts_on <= month.last_day,
-        Policy.ends_on >= month.first_day,
-        InsuredPerson.is_active.is_(True),
-        InsuredPerson.created_at < end,
-    )
+    on_staff = _on_staff(policyholder_id, month)
     cubes: dict[str, dict[tuple[str, ...], CellCount]] = {}
     for spec in TABLES:
         if spec.population == "staff":
@@ -247,12 +256,7 @@ async def money_and_allowance(session: AsyncSession, policyholder_id: int, month
         .select_from(InsuredPerson)
         .join(Policy, Policy.id == InsuredPerson.policy_id)
         .join(Program, Program.id == Policy.program_id)
-        .where(
-            Policy.policyholder_id == policyholder_id,
-            Policy.starts_on <= month.last_day,
-            Policy.ends_on >= month.first_day,
-            InsuredPerson.is_active.is_(True),
-        )
+        .where(_on_staff(policyholder_id, month))
     )
     visits = (
         await session.execute(
