@@ -5,6 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { get } from "../app/api.js";
 import { Badge, Card, ErrorBox, Notice, Spinner, StaffLogin } from "../app/ui.js";
 import { formatDateTime, formatTime, t } from "../app/i18n.js";
+import "../app/terms.js";
 import messages from "./messages.js";
 
 function Gaps() {

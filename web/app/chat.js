@@ -130,6 +130,7 @@ export function Chat({ consultationId, me, canWrite, title, onConsultationEvent 
     if (!value) return;
     setText("");
     setError(null);
+    call("chat.typing", { consultation_id: consultationId, typing: false }).catch(() => {});
     queue({ text: value });
   };
 

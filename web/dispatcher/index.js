@@ -9,6 +9,7 @@ import { Badge, Card, ErrorBox, Field, Notice, Reasons, Spinner, StaffLogin, use
 import { formatDate, formatDateTime, t } from "../app/i18n.js";
 import { href, route } from "../app/router.js";
 import { useStore } from "../app/store.js";
+import "../app/terms.js";
 import messages from "./messages.js";
 
 const COMPONENTS = ["outpatient", "dental", "ambulance", "inpatient", "telemedicine"];

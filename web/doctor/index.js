@@ -10,6 +10,7 @@ import { formatDateTime, formatTime, t } from "../app/i18n.js";
 import { href, navigate, route } from "../app/router.js";
 import { useStore } from "../app/store.js";
 import { Chat } from "../app/chat.js";
+import { CallPanel } from "../app/call.js";
 import { SPECIALTIES } from "../app/terms.js";
 import { alertUser, askNotificationPermission, notificationPermission, unlockSound } from "../app/notify.js";
 import messages from "./messages.js";
@@ -238,7 +239,11 @@ function ConsultationView({ id }) {
         ${c.status === "active" && html`<${CompleteForm} id=${id} onDone=${load} />`}
         ${c.summary && html`<${Notice}>${t("d.completed", { code: c.summary.icd10_code })}</${Notice}>`}
       </div>
-      <${Chat} consultationId=${c.id} me="doctor" title=${t("chat.titleDoctor")} canWrite=${c.status === "active"} onConsultationEvent=${load} />
+      <div class="stack">
+        ${c.status === "active" && html`<${CallPanel} consultationId=${c.id} channel=${c.channel} canStart=${true} />`}
+        <${Chat} consultationId=${c.id} me="doctor" title=${t("chat.titleDoctor")} canWrite=${c.status === "active"}
+          onConsultationEvent=${(e) => e.type !== "call.ringing" && load()} />
+      </div>
     </div>
   </div>`;
 }

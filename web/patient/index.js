@@ -9,6 +9,7 @@ import { formatDate, formatDateTime, language, t } from "../app/i18n.js";
 import { href, route } from "../app/router.js";
 import { useStore } from "../app/store.js";
 import { Chat } from "../app/chat.js";
+import { CallPanel } from "../app/call.js";
 import { SPECIALTIES } from "../app/terms.js";
 import { alertUser, askNotificationPermission, notificationPermission, unlockSound } from "../app/notify.js";
 import messages from "./messages.js";
@@ -88,10 +89,10 @@ function RequestForm({ onCreated, allowance }) {
       <fieldset class="field">
         <legend>${t("p.channel")}</legend>
         <div class="row">
-          ${["text"].map((c) => html`<label class="choice"><input type="radio" name="channel" value=${c} checked=${channel === c}
+          ${["text", "audio", "video"].map((c) => html`<label class="choice"><input type="radio" name="channel" value=${c} checked=${channel === c}
             onChange=${() => setChannel(c)} /> ${t("channel." + c)}</label>`)}
         </div>
-        <p class="hint">${t("p.callsSoon")}</p>
+        <p class="hint">${t("p.callsHint")}</p>
       </fieldset>
       <${Field} label=${t("p.complaints")} id="complaints" hint=${t("p.complaintsHint")}>
         <textarea id="complaints" required maxlength="2000" rows="4" aria-describedby="complaints-hint" value=${complaints}
@@ -138,7 +139,16 @@ function ConsultationHome({ me }) {
   const [current, setCurrent] = useState(undefined);
   const [allowance, setAllowance] = useState(null);
   const [error, setError] = useState(null);
+  const [ringing, setRinging] = useState(null);
   const prevStatus = useRef(null);
+  const onEvent = (event) => {
+    if (event && event.type === "call.ringing") {
+      setRinging((old) => {
+        if (!old || old.call_id !== event.call_id) alertUser(t("call.ringing"), "");
+        return event;
+      });
+    } else load();
+  };
 
   const load = async () => {
     try {
@@ -155,7 +165,7 @@ function ConsultationHome({ me }) {
 
   useEffect(() => {
     load();
-    const stop = subscribe("notifications.subscribe", () => ({}), () => load());
+    const stop = subscribe("notifications.subscribe", () => ({}), onEvent);
     return stop;
   }, []);
 
@@ -190,7 +200,11 @@ function ConsultationHome({ me }) {
     ${open
       ? html`<div class="split">
           <${QueueStatus} consultation=${current} onCancel=${cancel} />
-          <${Chat} consultationId=${current.id} me="insured" canWrite=${true} onConsultationEvent=${() => load()} />
+          <div class="stack">
+            ${current.status === "active" && html`<${CallPanel} consultationId=${current.id} channel=${current.channel} canStart=${false}
+              ringing=${ringing && ringing.consultation_id === current.id ? ringing : null} onClosed=${() => setRinging(null)} />`}
+            <${Chat} consultationId=${current.id} me="insured" canWrite=${true} onConsultationEvent=${onEvent} />
+          </div>
         </div>`
       : html`${current && current.status === "completed" && html`<${Summary} consultation=${current} />`}
           <${RequestForm} allowance=${allowance} onCreated=${() => load()} />`}

@@ -100,9 +100,12 @@ def test_first_patient_page_load_is_small(browser: Any, demo: DemoServer) -> Non
     context.close()
 
 
-def test_consultation_end_to_end_with_a_network_drop(browser: Any, demo: DemoServer, tmp_path: Path) -> None:
-    """Patient and doctor: policy login, request, accept, chat both ways with an image, the
-    patient's network drops mid-chat and nothing is lost, completion with an ICD-10 code and a
+def test_consultation_end_to_end_with_a_network_drop(
+    browser: Any, demo: DemoServer, tmp_path: Path, screenshots: Path
+) -> None:
+    """Patient and doctor: policy login, request, accept, chat both ways with an image, a video
+    call in which each side decodes the other's video (getStats framesDecoded > 0, videoWidth > 0),
+    the patient's network drops mid-chat and nothing is lost, completion with an ICD-10 code and a
     referral, the patient's summary, and the referral in the dispatcher's live queue."""
     errors: list[str] = []
     patient_context = _context(browser)
@@ -143,6 +146,34 @@ def test_consultation_end_to_end_with_a_network_drop(browser: Any, demo: DemoSer
     _wait_text(patient, ".msg-theirs", "Покажите, пожалуйста, горло на фото")
     patient.set_input_files(".chat input[type=file]", str(_png(tmp_path / "throat.png")))
     doctor.locator(".msg-theirs img.chat-image").first.wait_for(timeout=15_000)
+
+    # A video call: the doctor calls, the patient answers, both decode each other's video.
+    doctor.click("[data-testid=call-video]")
+    patient.locator("[data-testid=call-answer]").wait_for(timeout=20_000)
+    patient.click("[data-testid=call-answer]")
+    for page in (doctor, patient):
+        page.wait_for_function(
+            "() => { const v = document.querySelector('video.video-remote'); return v && v.videoWidth > 0; }",
+            timeout=30_000,
+        )
+        frames = page.evaluate(
+            """async () => {
+                const report = await window.__telemedCall.stats();
+                let frames = 0;
+                report.forEach((s) => {
+                    if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded || 0;
+                });
+                return frames;
+            }"""
+        )
+        assert frames > 0
+    _wait_text(patient, "[data-testid=call-status]", "Соединено")
+    doctor.screenshot(path=str(screenshots / "doctor-call-ru.png"), full_page=True)
+    patient.set_viewport_size(PHONE)
+    patient.screenshot(path=str(screenshots / "patient-call-ru-phone.png"), full_page=True)
+    patient.set_viewport_size(DESKTOP)
+    doctor.click("[data-testid=call-hangup]")
+    _wait_text(patient, ".call", "Звонок завершён")
 
     # The patient's network drops mid-chat: both sides keep writing, nothing is lost or doubled.
     patient_context.set_offline(True)
