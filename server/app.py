@@ -26,6 +26,7 @@ from server.api import dispatch as dispatch_routes
 from server.api import health as health_routes
 from server.api import hr as hr_routes
 from server.api import openapi as openapi_routes
+from server.api import portal as portal_routes
 from server.api import roster as roster_routes
 from server.api.errors import error_middleware
 from server.api.input_guard import input_guard_middleware
@@ -151,6 +152,7 @@ def setup_areas(app: web.Application) -> None:
         chat_routes,
         calls_routes,
         hr_routes,
+        portal_routes,
     ):
         app.router.add_routes(module.routes)
     roster_routes.setup(app)
@@ -159,12 +161,9 @@ def setup_areas(app: web.Application) -> None:
 
 
 def setup_web(app: web.Application) -> None:
-    """Serve the browser app (plain ES modules, no build step) from ``web/`` (see ``server.webapp``),
-    with the few API routes only the app uses (access log, ICD-10 search, the doctor's patient card)."""
+    """Serve the browser app (plain ES modules, no build step) from ``web/`` (see ``server.webapp``)."""
     from server import webapp
-    from server.api import portal
 
-    app.router.add_routes(portal.routes)
     webapp.setup(app, WEB_ROOT)
 
 

@@ -131,8 +131,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """
     settings = _prepare(_settings(args))
     if settings.environment == "production":
-        print("telemed demo is refused with TELEMED_ENVIRONMENT=production: it creates demo accounts "
-              "with a shared published password", file=sys.stderr)
+        print(
+            "telemed demo is refused with TELEMED_ENVIRONMENT=production: it creates demo accounts "
+            "with a shared published password",
+            file=sys.stderr,
+        )
         return 2
     from server.db.migrate import upgrade
 

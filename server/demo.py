@@ -555,13 +555,17 @@ async def demo_logins(session: AsyncSession, *, now: datetime) -> list[dict[str,
     is ambiguous, issue 11).
     """
     persons = (
-        await session.execute(
-            select(InsuredPerson)
-            .join(Policy, Policy.id == InsuredPerson.policy_id)
-            .where(Policy.number == CORPORATE_POLICY)
-            .order_by(InsuredPerson.id)
+        (
+            await session.execute(
+                select(InsuredPerson)
+                .join(Policy, Policy.id == InsuredPerson.policy_id)
+                .where(Policy.number == CORPORATE_POLICY)
+                .order_by(InsuredPerson.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     born: dict[date, int] = {}
     for person in persons:
         born[person.birth_date] = born.get(person.birth_date, 0) + 1

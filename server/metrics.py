@@ -31,9 +31,7 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
             "telemed_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
         ),
         logins=Counter("telemed_logins_total", "Login attempts", ["kind", "result"], registry=registry),
-        websocket_connections=Gauge(
-            "telemed_websocket_connections", "Open client WebSockets", registry=registry
-        ),
+        websocket_connections=Gauge("telemed_websocket_connections", "Open client WebSockets", registry=registry),
         chat_messages=Counter("telemed_chat_messages_total", "Chat messages stored", registry=registry),
         roster_gap_hours=Gauge(
             "telemed_roster_gap_hours",

@@ -4,8 +4,6 @@ Pure: rows of text in, entries and per-row problems out; the service bundles the
 payments use case and adds its refusals (wrong amount, policy ended: R7.3) to the same report.
 """
 
-
-
 from __future__ import annotations
 
 import re

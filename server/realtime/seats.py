@@ -125,4 +125,3 @@ def make_seats(bus: Bus, prefix: str) -> Seats:
 def new_seat_name() -> str:
     """A name for one socket, unique across processes and restarts."""
     return uuid.uuid4().hex
-

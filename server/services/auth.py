@@ -111,9 +111,9 @@ async def start_policy_login(
         elif len(candidates) > 1:
             ambiguous = True
         policy_key = chosen[1].number if chosen is not None else (policy_number or f"IN:{insured_number}")
-        person_key = (
-            f"insured:{chosen[0].id}" if chosen is not None else f"{policy_key}:{birth_date.isoformat()}"
-        )[:80]
+        person_key = (f"insured:{chosen[0].id}" if chosen is not None else f"{policy_key}:{birth_date.isoformat()}")[
+            :80
+        ]
         persons_on_policy = await repo.count_persons_on_policy(uow.session, policy_key)
         # Every person's own quota plus one more for mistyped dates: grows with the policy.
         policy_ceiling = max(

@@ -158,11 +158,9 @@ export async function staffLogin(username, password) {
   return tokens.role;
 }
 
-export function startPolicyLogin(policyNumber, birthDate) {
-  return api("POST", "/api/auth/policy/start", {
-    body: { policy_number: policyNumber, birth_date: birthDate },
-    auth: false,
-  });
+/** `fields`: {policy_number | insured_number, birth_date, phone_last_digits?}. */
+export function startPolicyLogin(fields) {
+  return api("POST", "/api/auth/policy/start", { body: fields, auth: false });
 }
 
 export async function verifyPolicyLogin(challengeId, code) {

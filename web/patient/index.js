@@ -19,9 +19,23 @@ const OPEN = ["queued", "offered", "active"];
 function Login() {
   const [policy, setPolicy] = useState("");
   const [birth, setBirth] = useState("");
+  const [digits, setDigits] = useState("");
+  const [needDigits, setNeedDigits] = useState(false);
   const [challenge, setChallenge] = useState(null);
   const [code, setCode] = useState("");
-  const start = useAction(async () => setChallenge(await startPolicyLogin(policy.trim().toUpperCase(), birth)));
+  const start = useAction(async () => {
+    // 12 digits (spaces and dashes allowed) is the personal insured number on the card.
+    const raw = policy.trim();
+    const identifier = /^[0-9 -]+$/.test(raw) && raw.replace(/[^0-9]/g, "").length === 12
+      ? { insured_number: raw }
+      : { policy_number: raw.toUpperCase() };
+    try {
+      setChallenge(await startPolicyLogin({ ...identifier, birth_date: birth, ...(needDigits && digits ? { phone_last_digits: digits } : {}) }));
+    } catch (err) {
+      if (err.code === "phone_digits_required") setNeedDigits(true);
+      throw err;
+    }
+  });
   const verify = useAction(() => verifyPolicyLogin(challenge.challenge_id, code.trim()));
   if (!challenge) {
     return html`<${Card} title=${t("p.loginTitle")} className="narrow" headingLevel=${1}>
@@ -33,6 +47,10 @@ function Login() {
         <${Field} label=${t("p.birthDate")} id="birth">
           <input id="birth" name="birth" type="date" required autocomplete="bday" value=${birth} onInput=${(e) => setBirth(e.target.value)} />
         </${Field}>
+        ${needDigits && html`<${Field} label=${t("p.phoneDigits")} id="phone-digits" hint=${t("p.phoneDigitsHint")}>
+          <input id="phone-digits" name="phone-digits" required inputmode="numeric" pattern="[0-9]{4}" maxlength="4"
+            aria-describedby="phone-digits-hint" value=${digits} onInput=${(e) => setDigits(e.target.value)} />
+        </${Field}>`}
         <${ErrorBox} error=${start.error} />
         <button class="btn btn-primary" type="submit" disabled=${start.busy}>${t("p.getCode")}</button>
       </form>

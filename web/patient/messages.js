@@ -1,8 +1,10 @@
 export default {
   ru: {
     "p.loginTitle": "Вход по полису ДМС",
-    "p.policy": "Номер полиса",
-    "p.policyHint": "Как на карточке полиса, например VHI-CORP-0001",
+    "p.policy": "Номер полиса или личный номер",
+    "p.policyHint": "Личный номер — 12 цифр на вашей карточке; или номер полиса, например VHI-CORP-0001",
+    "p.phoneDigits": "Последние 4 цифры телефона",
+    "p.phoneDigitsHint": "Телефона, указанного в полисе: так мы отличим вас от коллег с той же датой рождения",
     "p.birthDate": "Дата рождения",
     "p.getCode": "Получить код",
     "p.codeSent": "Если полис и дата рождения совпадают с нашими данными, код отправлен на телефон, указанный в полисе.",
@@ -76,8 +78,10 @@ export default {
   },
   en: {
     "p.loginTitle": "Log in with your health insurance policy",
-    "p.policy": "Policy number",
-    "p.policyHint": "As on your policy card, e.g. VHI-CORP-0001",
+    "p.policy": "Policy number or insured number",
+    "p.policyHint": "The insured number is the 12 digits on your card; or the policy number, e.g. VHI-CORP-0001",
+    "p.phoneDigits": "Last 4 digits of your phone",
+    "p.phoneDigitsHint": "Of the phone on the policy: it tells you apart from colleagues with the same birth date",
     "p.birthDate": "Date of birth",
     "p.getCode": "Get a code",
     "p.codeSent": "If the policy and date of birth match our records, a code was sent to the phone on your policy.",

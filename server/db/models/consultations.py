@@ -47,9 +47,7 @@ class Consultation(Base):
 
     __tablename__ = "consultations"
     __table_args__ = (
-        CheckConstraint(
-            "status IN ('queued', 'offered', 'active', 'completed', 'cancelled')", name="status"
-        ),
+        CheckConstraint("status IN ('queued', 'offered', 'active', 'completed', 'cancelled')", name="status"),
         CheckConstraint("channel IN ('text', 'audio', 'video')", name="channel"),
         Index("ix_consultations_status_requested", "status", "requested_at"),
         Index("ix_consultations_doctor_status", "doctor_id", "status"),

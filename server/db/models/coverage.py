@@ -166,9 +166,7 @@ class DispatchPoint(Base):
     """A dispatch console, a branch curator or the federal line, with local hours (R9)."""
 
     __tablename__ = "dispatch_points"
-    __table_args__ = (
-        CheckConstraint("kind IN ('console', 'branch_curator', 'federal_line')", name="kind"),
-    )
+    __table_args__ = (CheckConstraint("kind IN ('console', 'branch_curator', 'federal_line')", name="kind"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))

@@ -49,6 +49,8 @@ class DemoServer:
     base: str
     data_dir: Path
     doctors: list[str]
+    insured_number: str
+    insured_birth_date: str
     output: list[str] = field(default_factory=list)
 
     def latest_code(self) -> str:
@@ -91,6 +93,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
         if line.startswith("serving on"):
             break
     doctors = re.findall(r"^\s*doctor\s+(dr\.\S+)\s.*on duty now", "".join(output), re.MULTILINE)
+    printed = re.search(
+        r"insured number ([0-9 ]{12,16}) \(on the card\), birth date (\d{4}-\d\d-\d\d)", "".join(output)
+    )
     base = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -99,14 +104,21 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
                     break
         except OSError:
             time.sleep(0.2)
-    server = DemoServer(base=base, data_dir=data, doctors=doctors, output=output)
+    server = DemoServer(
+        base=base,
+        data_dir=data,
+        doctors=doctors,
+        insured_number=printed.group(1).strip() if printed else "",
+        insured_birth_date=printed.group(2) if printed else "",
+        output=output,
+    )
     # Keep draining the log so the server never blocks on a full pipe.
     import threading
 
     drain = threading.Thread(target=lambda: [output.append(x) for x in process.stdout or []], daemon=True)
     drain.start()
     try:
-        assert doctors, "".join(output)
+        assert doctors and printed, "".join(output)
         yield server
     finally:
         process.terminate()

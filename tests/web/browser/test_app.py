@@ -42,7 +42,7 @@ def _watch(page: Any, errors: list[str]) -> Any:
     return page
 
 
-def login_patient(page: Any, demo: DemoServer) -> None:
+def login_patient(page: Any, demo: DemoServer, identifier: str = PATIENT_POLICY, birth: str = PATIENT_BIRTH) -> None:
     page.goto(demo.base + "/#/patient")
     try:
         page.wait_for_selector("#policy", timeout=10_000)
@@ -50,8 +50,8 @@ def login_patient(page: Any, demo: DemoServer) -> None:
         page.screenshot(path="/tmp/login-fail.png")
         print("LOGIN PAGE:", page.inner_text("body")[:500])
         raise
-    page.fill("#policy", PATIENT_POLICY)
-    page.fill("#birth", PATIENT_BIRTH)
+    page.fill("#policy", identifier)
+    page.fill("#birth", birth)
     page.click("form button[type=submit]")
     page.wait_for_selector("#code")
     assert "telemed outbox" in page.inner_text("[data-testid=dev-hint]")
@@ -254,6 +254,15 @@ def test_session_is_shared_by_tabs_and_survives_a_reload_through_the_cookie(brow
 
     first.locator("header button", has_text="Выйти").click()
     first.wait_for_selector("#policy")
+    context.close()
+
+
+def test_the_insured_login_the_demo_prints_works(browser: Any, demo: DemoServer) -> None:
+    """The printed insured number + birth date (a person sharing the birth date with colleagues) logs in."""
+    context = _context(browser)
+    page = context.new_page()
+    login_patient(page, demo, demo.insured_number, demo.insured_birth_date)
+    page.locator("main h1").wait_for()
     context.close()
 
 
