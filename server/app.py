@@ -124,11 +124,9 @@ def create_app(
     app.on_shutdown.append(close_websockets)
     app.on_cleanup.append(close_code_sender)
 
-    for module in (health_routes, openapi_routes, auth_routes):
-        app.router.add_routes(module.routes)
+    setup_areas(app)
     if settings.metrics_on_public_listener:
         app.router.add_routes(health_routes.metrics_routes)
-    setup_areas(app)
     for setup in extra_setup:
         setup(app)
     if WEB_ROOT.is_dir():
@@ -143,6 +141,9 @@ def setup_areas(app: web.Application) -> None:
     the order routes are matched and documented.
     """
     for module in (
+        health_routes,
+        openapi_routes,
+        auth_routes,
         coverage_routes,
         dispatch_routes,
         admin_routes,
