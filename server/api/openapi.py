@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import core_schema
 
 from server import __version__
 from server.api.endpoints import EndpointSpec, endpoint
@@ -54,6 +56,19 @@ def endpoint_specs(app: web.Application) -> list[EndpointSpec]:
     return specs
 
 
+class _ViewSchema(GenerateJsonSchema):
+    """Schemas of service views: every field of a view is always sent, defaults included, so all are required."""
+
+    def field_is_required(
+        self,
+        field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
+        total: bool,
+    ) -> bool:
+        if self.mode == "serialization" and field["type"] == "dataclass-field":
+            return True
+        return super().field_is_required(field, total)
+
+
 def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     if isinstance(model, type) and issubclass(model, BaseModel):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
@@ -61,7 +76,9 @@ def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
             components[name] = definition
         components[model.__name__] = schema
         return {"$ref": f"#/components/schemas/{model.__name__}"}
-    schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    schema = TypeAdapter(model).json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization", schema_generator=_ViewSchema
+    )
     for name, definition in schema.pop("$defs", {}).items():
         components[name] = definition
     if dataclasses.is_dataclass(model) and isinstance(model, type):

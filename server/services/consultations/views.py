@@ -80,6 +80,7 @@ class ConsultationView:
     queue_position: int | None = None
     estimated_wait_minutes: int | None = None
     doctors_on_duty: int | None = None
+    doctor_on_duty: bool | None = None
     notice: str | None = None
     summary: SummaryView | None = None
 
@@ -248,6 +249,7 @@ async def views_of(
                 queue_position=position,
                 estimated_wait_minutes=wait,
                 doctors_on_duty=duty,
+                doctor_on_duty=None if duty is None else duty > 0,
                 notice=notice,
                 summary=summary,
             )
