@@ -58,7 +58,8 @@ class CoverageClinicOption(ApiModel):
 
 
 class CoverageLetter(ApiModel):
-    """A letter of guarantee and its validity today: active, expired, not_yet_valid, closed, cancelled."""
+    """A letter of guarantee and its validity today: active, expired, not_yet_valid, ended_with_policy (R10.3),
+    closed, cancelled; on the card, ``validity_reason`` says which rule decided it."""
 
     id: int
     number: str
@@ -72,6 +73,7 @@ class CoverageLetter(ApiModel):
     validity: str
     sent_to_clinic_at: datetime | None
     created_at: datetime
+    validity_reason: ReasonPublic | None = None
 
 
 class CoverageVisit(ApiModel):

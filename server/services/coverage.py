@@ -19,7 +19,7 @@ from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
 from server.domain.attachment import attachment_effective
 from server.domain.clinics import ClinicPurpose, allowed_clinics, check_clinic_choice
-from server.domain.coverage_types import ServiceType
+from server.domain.coverage_types import PolicyFacts, ServiceType
 from server.domain.errors import InvalidInput, NotFound
 from server.domain.insured_list import normalise_phone
 from server.domain.routing import DispatchPoint, card_phone, city_key, who_answers
@@ -31,6 +31,7 @@ from server.services.coverage_facts import (
     to_attachment_letter_facts,
     to_clinic_facts,
     to_insured_facts,
+    to_policy_facts,
     to_program_facts,
 )
 from server.services.decisions import reasons_json
@@ -142,10 +143,10 @@ class PersonHistory:
 # ----------------------------------------------------------------------------- the coverage card
 
 
-async def _letters_txn(session: AsyncSession, person_id: int, today: date) -> list[LetterView]:
+async def _letters_txn(session: AsyncSession, person_id: int, today: date, policy: PolicyFacts) -> list[LetterView]:
     letters = await repo.letters_of_person(session, person_id, limit=HISTORY_LIMIT)
     clinics = await coverage_repo.clinics_by_ids(session, (letter.clinic_id for letter in letters))
-    return [letter_view(letter, clinics[letter.clinic_id], today) for letter in letters]
+    return [letter_view(letter, clinics[letter.clinic_id], today, policy) for letter in letters]
 
 
 async def visits_txn(session: AsyncSession, person_id: int, points: Sequence[DispatchPoint]) -> list[VisitView]:
@@ -230,7 +231,7 @@ async def card_txn(session: AsyncSession, person: InsuredPerson, now: datetime) 
         telemedicine=TelemedicineView(
             year=today.year, allowance_per_year=allowance, used=used, left=max(0, allowance - used)
         ),
-        letters=await _letters_txn(session, person.id, today),
+        letters=await _letters_txn(session, person.id, today, to_policy_facts(policy)),
         open_events=[event_view(e) for e in await repo.events_of_person(session, person.id, statuses=["open"])],
         visits=await visits_txn(session, person.id, points),
         requests=[request_view(r, person) for r in requests],

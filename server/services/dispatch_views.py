@@ -22,8 +22,9 @@ from server.db.models import (
     ScheduledPayment,
     Visit,
 )
-from server.domain.coverage_types import LetterFacts, LetterStatus
+from server.domain.coverage_types import LetterFacts, LetterStatus, PolicyFacts
 from server.domain.decisions import Reason
+from server.domain.letters import letter_state
 from server.domain.routing import DispatchPoint
 from server.services.coverage_facts import (
     to_letter_facts,
@@ -71,6 +72,7 @@ class LetterView:
     validity: str
     sent_to_clinic_at: datetime | None
     created_at: datetime
+    validity_reason: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +249,15 @@ def letter_validity(letter: LetterFacts, today: date) -> str:
     return "active"
 
 
-def letter_view(letter: LetterOfGuarantee, clinic: Clinic, today: date) -> LetterView:
-    """A letter row as a view, with its validity on ``today``."""
+def letter_view(
+    letter: LetterOfGuarantee, clinic: Clinic, today: date, policy: PolicyFacts | None = None
+) -> LetterView:
+    """A letter row as a view, with its validity on ``today``; with the policy, why it ended (R3.3, R10.3)."""
+    validity = letter_validity(to_letter_facts(letter), today)
+    why: dict[str, Any] | None = None
+    if policy is not None:
+        state, reason = letter_state(to_letter_facts(letter), policy, today)
+        validity, why = state.value, reason.as_dict()
     return LetterView(
         id=letter.id,
         number=letter.number,
@@ -259,9 +268,10 @@ def letter_view(letter: LetterOfGuarantee, clinic: Clinic, today: date) -> Lette
         issued_on=letter.issued_on,
         valid_until=letter.valid_until,
         status=letter.status,
-        validity=letter_validity(to_letter_facts(letter), today),
+        validity=validity,
         sent_to_clinic_at=letter.sent_to_clinic_at,
         created_at=letter.created_at,
+        validity_reason=why,
     )
 
 
