@@ -551,7 +551,9 @@ async def test_registry_person_at_the_attached_clinic_needs_no_approval_r6_2_els
 ) -> None:
     """R6.2 with an attachment letter in force; R6.3 at another clinic of the program."""
     world = await build_world(client, factories)
-    registry = await factories.insured(policy=world.policy, service_type="registry", attached_clinic_id=world.clinic.id)
+    registry = await factories.insured(
+        policy=world.policy, service_type="registry", attached_clinic_id=world.clinic.id, birth_date=date(1985, 1, 2)
+    )
     clock.advance(timedelta(days=1))  # bundle on 2026-06-11; the letter reaches the clinic on 2026-06-15
     await world.relogin(client, factories)
     paid = await client.post(
@@ -576,7 +578,9 @@ async def test_unpaid_installment_ends_the_attachment_r7_4(
     """R7.3/R7.4: the letter runs to the next due date; unpaid, the person needs the console's approval again."""
     dues = [date(2026, 1, 1), date(2026, 4, 1), date(2026, 7, 1), date(2026, 10, 1)]
     world = await build_world(client, factories, payment_mode="installments", installments=dues)
-    registry = await factories.insured(policy=world.policy, service_type="registry", attached_clinic_id=world.clinic.id)
+    registry = await factories.insured(
+        policy=world.policy, service_type="registry", attached_clinic_id=world.clinic.id, birth_date=date(1985, 1, 2)
+    )
     due = await (
         await client.get(f"/api/admin/payments/due?policy_id={world.policy.id}&due_by=2026-04-01", headers=world.admin)
     ).json()
