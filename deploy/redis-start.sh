@@ -2,7 +2,8 @@
 # Start Redis for the stack: TLS only, the default user switched off, and one ACL user for the
 # apps that may touch only keys and channels under the app's prefix, without dangerous commands
 # (FLUSHALL, CONFIG, KEYS, DEBUG, ...). The password comes from a file (a compose secret) and
-# must be free of whitespace (e.g. `openssl rand -hex 32`).
+# must be free of whitespace (e.g. `openssl rand -hex 32`). `+time`: the socket-seat scripts read
+# Redis's own clock (server/realtime/seats.py); TIME is in no category the app otherwise needs.
 #
 # Environment (defaults in brackets):
 #   REDIS_PASSWORD_FILE [/run/secrets/redis_password]  REDIS_USER [telemed]  REDIS_PREFIX [telemed]
@@ -22,7 +23,7 @@ esac
 umask 077
 cat > "$acl_file" <<ACL
 user default off
-user $user on >$password resetkeys ~$prefix:* resetchannels &$prefix:* -@all +@read +@write +@pubsub +@scripting +@connection +@transaction -@dangerous
+user $user on >$password resetkeys ~$prefix:* resetchannels &$prefix:* -@all +@read +@write +@pubsub +@scripting +@connection +@transaction +time -@dangerous
 ACL
 exec redis-server \
   --bind ${REDIS_BIND:-"* -::*"} \

@@ -30,6 +30,7 @@ from sqlalchemy import text
 
 from server.config import Settings
 from server.db.engine import make_engine
+from server.realtime.seats import RedisSeats
 from tests.backends import POSTGRES_URL, REQUIRE_REAL, require_real_services
 from tests.deploy.make_certs_import import make_certs
 from tests.deploy.stack import DEPLOY, REPO, FakeSmsGateway, TelemedProcess, free_port, wait_for_port
@@ -281,6 +282,12 @@ async def test_redis_acl_user_is_limited_to_the_app_prefix_I1(servers: Servers) 
             await client.set("someone-else:probe", "1")
         with pytest.raises(NoPermissionError):
             await client.publish("someone-else:channel", "x")
+        # The socket-seat Lua scripts (B8) run under the ACL: a refused script would make take()
+        # fall back to "granted", so the second seat at limit 1 being refused proves they ran.
+        seats = RedisSeats(client, PREFIX)
+        assert await seats.take("insured:1", "seat-a", 1) is True
+        assert await seats.take("insured:1", "seat-b", 1) is False
+        assert await client.zcard(f"{PREFIX}:ws-seats:insured:1") == 1
         for dangerous in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*")):
             with pytest.raises(NoPermissionError):
                 await client.execute_command(*dangerous)
