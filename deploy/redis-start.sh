@@ -25,7 +25,14 @@ cat > "$acl_file" <<ACL
 user default off
 user $user on >$password resetkeys ~$prefix:* resetchannels &$prefix:* -@all +@read +@write +@pubsub +@scripting +@connection +@transaction +time -@dangerous
 ACL
-exec redis-server \
+# In the redis image this script starts as root: drop to the image's redis user, as its own
+# entrypoint would (gosu is in the image); elsewhere (the tests) run as whoever started it.
+run_as=""
+if [ "$(id -u)" = 0 ] && command -v gosu >/dev/null 2>&1 && id redis >/dev/null 2>&1; then
+  chown redis "$acl_file"
+  run_as="gosu redis"
+fi
+exec $run_as redis-server \
   --bind ${REDIS_BIND:-"* -::*"} \
   --port 0 \
   --tls-port "${REDIS_TLS_PORT:-6379}" \
