@@ -132,7 +132,7 @@ class TelemedProcess:
         """The app port itself (what the balancer talks to)."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def wait_ready(self, timeout: float = 40) -> None:
+    async def wait_ready(self, timeout: float = 120) -> None:
         """Poll the operations listener's detailed readiness until database and bus answer."""
         async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
             while True:

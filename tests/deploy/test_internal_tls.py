@@ -35,7 +35,7 @@ from tests.backends import POSTGRES_URL, REQUIRE_REAL, require_real_services
 from tests.deploy.make_certs_import import make_certs
 from tests.deploy.stack import DEPLOY, REPO, FakeSmsGateway, TelemedProcess, free_port, wait_for_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 REDIS_PASSWORD = uuid.uuid4().hex
 PREFIX = "telemed"
@@ -250,7 +250,7 @@ async def test_app_reaches_postgres_and_redis_only_over_verified_tls_I1(
 
     app = TelemedProcess(env, servers.workdir / "app.log", "app")
     try:
-        await app.wait_ready(timeout=60)
+        await app.wait_ready()
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{app.metrics_port}/readyz") as response,

@@ -49,7 +49,7 @@ from tests.deploy.stack import (
 from tests.factories import STAFF_PASSWORD, Factories
 from tests.fakes import RecordingSender
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300), pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.asyncio(loop_scope="module")]
 
 CLIENT_A = "127.0.0.3"
 CLIENT_B = "127.0.0.4"
@@ -193,7 +193,7 @@ class Socket:
         self.next_id += 1
         msg_id = self.next_id
         await self.ws.send_str(json.dumps({"id": msg_id, "type": type_, **fields}))
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             while True:
                 frame = json.loads((await self.ws.receive()).data)
                 if frame.get("type") == "result" and frame.get("id") == msg_id:
@@ -207,7 +207,7 @@ class Socket:
 
         found = [f["event"] for f in self.buffer if is_message(f)]
         self.buffer = [f for f in self.buffer if not is_message(f)]
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(20):
             while len(found) < count:
                 frame = json.loads((await self.ws.receive()).data)
                 if is_message(frame):
@@ -238,7 +238,7 @@ def remote_seen_for(apps: list[TelemedProcess], path: str) -> list[str]:
 
 
 async def wait_logged(apps: list[TelemedProcess], path: str) -> list[str]:
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(20):
         while not (seen := remote_seen_for(apps, path)):
             await asyncio.sleep(0.05)
     return seen
@@ -403,7 +403,7 @@ async def test_login_chat_across_processes_and_failover_after_sigkill_G3(stack: 
         # The patient's browser reconnects through the front door (retrying while nginx notices)
         # and resumes from the last seq it saw: exactly the missed messages, in order.
         await patient_ws.ws.close()
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             while True:
                 try:
                     resumed = await open_socket(browser, public, wss, patient_token, public)
