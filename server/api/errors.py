@@ -58,8 +58,9 @@ def domain_error_response(exc: DomainError) -> web.Response:
         reasons=[r.as_dict() for r in exc.reasons],
         details=exc.details,
     )
-    if isinstance(exc, RateLimited):
-        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+    retry_after = getattr(exc, "retry_after_seconds", None)
+    if isinstance(exc, RateLimited) or retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 

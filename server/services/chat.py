@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 HISTORY_PAGE_MAX: Final = 500
 BATCH_RETRIES: Final = 3
 MAX_ATTACHMENT_PIXELS: Final = 50_000_000  # a phone photo is 12-50 MP; more is a decompression bomb
+MAX_ATTACHMENT_SIDE: Final = 4096  # stored and shown at most this long: a JPEG is decoded at reduced size
+MAX_ATTACHMENT_FULL_DECODE_PIXELS: Final = 16_000_000  # PNG/WebP decode at full size: 64 MiB as RGBA
 
 KIND_TEXT: Final = rules.MessageKind.TEXT.value
 KIND_ATTACHMENT: Final = rules.MessageKind.ATTACHMENT.value
@@ -722,11 +724,26 @@ class AttachmentTooLarge(DomainError):
     status = 413
 
 
-def _clean_image(data: bytes) -> images.CleanImage:
+class DecodersBusy(Unavailable):
+    """Every image decoder of this process is busy: come back shortly (503 with Retry-After)."""
+
+    code = "images_busy"
+    retry_after_seconds = 2
+
+
+async def _clean_image(data: bytes) -> images.CleanImage:
     """Verify the upload with Pillow (its real format, never the name or declared type), then re-encode it
-    without metadata (EXIF/GPS, XMP, ICC, comments), upright and in the same format."""
+    without metadata (EXIF/GPS, XMP, ICC, comments), upright and in the same format, at most
+    MAX_ATTACHMENT_SIDE long, a few decodes at a time (bounded memory)."""
     try:
-        return images.reencode(data, max_pixels=MAX_ATTACHMENT_PIXELS)
+        return await images.reencode_bounded(
+            data,
+            max_pixels=MAX_ATTACHMENT_PIXELS,
+            max_side=MAX_ATTACHMENT_SIDE,
+            max_full_decode_pixels=MAX_ATTACHMENT_FULL_DECODE_PIXELS,
+        )
+    except images.ImagesBusy as exc:
+        raise DecodersBusy("the server is busy decoding images; send it again in a moment") from exc
     except images.UnreadableImage as exc:
         raise _not_an_image() from exc
 
@@ -772,7 +789,7 @@ async def save_attachment(
     """
     access = await authorize_upload(ctx, principal, consultation_id)
     mime = rules.validate_attachment_facts(declared_type, len(data), head=data[:16])
-    clean = await asyncio.to_thread(_clean_image, data)
+    clean = await _clean_image(data)
     if clean.mime != mime:
         raise _not_an_image()
     if len(clean.data) > rules.MAX_ATTACHMENT_BYTES:
@@ -848,7 +865,9 @@ async def _legacy_file(ctx: ServiceContext, row: ChatAttachment) -> bytes:
     except FileNotFoundError as exc:
         raise NotFound("the attachment's file is missing", code="not_found") from exc
     try:
-        clean = await asyncio.to_thread(images.reencode, data, max_pixels=MAX_ATTACHMENT_PIXELS)
+        clean = await images.reencode_bounded(data, max_pixels=MAX_ATTACHMENT_PIXELS, max_side=MAX_ATTACHMENT_SIDE)
+    except images.ImagesBusy as exc:
+        raise DecodersBusy("the server is busy decoding images; try again in a moment") from exc
     except images.UnreadableImage as exc:
         raise NotFound("the attachment's file is damaged", code="not_found") from exc
     return clean.data

@@ -6,13 +6,16 @@ survive. The EXIF orientation is applied first, so the photo still shows the rig
 tag is gone; an embedded colour profile is converted to sRGB, so the colours still look the same
 once the profile is gone; then the image is encoded afresh in its own format (JPEG, PNG, WebP).
 
-Pure functions on bytes (no I/O); they burn CPU, so services call them in ``asyncio.to_thread``.
+Pure functions on bytes (no I/O); they burn CPU and memory, so services call them through
+:func:`reencode_bounded`: in a worker thread, a few at a time per process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -41,6 +44,46 @@ _DECODE_ERRORS: Final = (
 
 class UnreadableImage(Exception):
     """The bytes are not an image Pillow can read, not of an accepted format, or too many pixels."""
+
+
+DECODE_CONCURRENCY: Final = 2
+"""Images decoded at once per process: each can take a few hundred MiB while it is decoded."""
+DECODE_WAIT_SECONDS: Final = 5.0
+"""How long an upload waits for a decode slot before it is told to come back (503 + Retry-After)."""
+
+
+class ImagesBusy(Exception):
+    """Every decode slot stayed busy for ``DECODE_WAIT_SECONDS``; the caller answers 503 with Retry-After."""
+
+
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def decode_slots() -> asyncio.Semaphore:
+    """This event loop's semaphore of decode slots (one per process in production)."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.get(loop)
+    if slots is None:
+        slots = _slots[loop] = asyncio.Semaphore(DECODE_CONCURRENCY)
+    return slots
+
+
+async def reencode_bounded(data: bytes, **kwargs: Any) -> CleanImage:
+    """:func:`reencode` in a worker thread, at most ``DECODE_CONCURRENCY`` at once (bounded memory).
+
+    Raises:
+        ImagesBusy: no slot came free within ``DECODE_WAIT_SECONDS``.
+        UnreadableImage: as :func:`reencode`.
+    """
+    slots = decode_slots()
+    try:
+        await asyncio.wait_for(slots.acquire(), timeout=DECODE_WAIT_SECONDS)
+    except TimeoutError:
+        raise ImagesBusy("every image decoder is busy") from None
+    try:
+        return await asyncio.to_thread(reencode, data, **kwargs)
+    finally:
+        slots.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +129,25 @@ def read_facts(data: bytes) -> ImageFacts:
     return ImageFacts(mime, width, height)
 
 
-def reencode(data: bytes, *, max_pixels: int, output_mime: str | None = None) -> CleanImage:
+def reencode(
+    data: bytes,
+    *,
+    max_pixels: int,
+    output_mime: str | None = None,
+    max_side: int | None = None,
+    max_full_decode_pixels: int | None = None,
+) -> CleanImage:
     """Decode, verify and re-encode an image so that nothing but its pixels is kept.
 
     Args:
         data: The uploaded bytes (JPEG, PNG or WebP).
         max_pixels: Refuse larger images before decoding them (decompression bombs).
         output_mime: Encode to this type instead of the source's own (pass photos are always JPEG).
+        max_side: Store at most this many pixels on the long side. A JPEG is then decoded at a
+            reduced scale (1/2, 1/4 or 1/8, libjpeg's DCT scaling), so a 48-megapixel phone photo
+            never sits in memory at full size.
+        max_full_decode_pixels: PNG and WebP cannot be decoded at reduced size: refuse those with
+            more pixels (a 7070x7070 RGBA PNG of 194 KB would take 200 MiB decoded).
 
     Returns:
         The new bytes, their type and size (width and height swapped when the EXIF orientation said so).
@@ -108,12 +163,20 @@ def reencode(data: bytes, *, max_pixels: int, output_mime: str | None = None) ->
                 raise UnreadableImage(f"{fmt or 'unknown'} images are not accepted")
             if width * height > max_pixels:
                 raise UnreadableImage(f"{width}x{height} is more than {max_pixels} pixels")
+            full_decode = fmt not in ("JPEG", "MPO")
+            if full_decode and max_full_decode_pixels is not None and width * height > max_full_decode_pixels:
+                raise UnreadableImage(f"a {fmt} of {width}x{height} is more than {max_full_decode_pixels} pixels")
             probe.verify()  # structure and checksums; the file must be reopened after this
         with Image.open(io.BytesIO(data)) as source:
+            if max_side is not None and not full_decode:
+                source.draft(source.mode, (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale
             source.load()  # the first frame only: an animation keeps its first picture
             target = MIME_FORMAT[output_mime] if output_mime else ("JPEG" if fmt == "MPO" else fmt)
             options = _encoder_options(source, target, data)
             upright = ImageOps.exif_transpose(source)
+            if max_side is not None and max(upright.size) > max_side:
+                upright = upright.copy() if upright is source else upright
+                upright.thumbnail((max_side, max_side))
             pixels = _to_srgb(upright, source.info.get("icc_profile"))
             clean = _pixels_only(pixels, target)
             out = io.BytesIO()

@@ -1,0 +1,85 @@
+"""Bounded memory under image uploads (issue 11 item 11): reduced-size decode, pixel caps per purpose,
+a few decodes at a time with 503 + Retry-After beyond that."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from PIL import Image
+
+from server.services import chat, images
+from tests.factories import Factories, bearer
+from tests.realtime.conftest import ChatSetup, make_chat_setup
+
+
+def _upload(data: bytes, content_type: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("file", io.BytesIO(data), filename="x", content_type=content_type)
+    return form
+
+
+def _encoded(size: tuple[int, int], fmt: str, mode: str = "RGB") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, size, (10, 120, 200, 255)[: len(mode)]).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_size_and_stored_at_most_max_side_long() -> None:
+    data = _encoded((4800, 3200), "JPEG")
+    clean = images.reencode(data, max_pixels=50_000_000, max_side=1000)
+    assert max(clean.width, clean.height) == 1000
+    with Image.open(io.BytesIO(data)) as probe:
+        probe.draft(probe.mode, (1000, 1000))
+        assert probe.size == (2400, 1600)  # libjpeg scaled the decode itself (1/2), before any resize
+
+
+def test_a_png_too_large_to_decode_at_full_size_is_refused_before_decoding() -> None:
+    """The 194 KB 7070x7070 RGBA PNG from the issue would take 200 MiB decoded."""
+    data = _encoded((7070, 7070), "PNG", "RGBA")
+    assert len(data) < 400_000
+    with pytest.raises(images.UnreadableImage, match="more than 16000000 pixels"):
+        images.reencode(data, max_pixels=chat.MAX_ATTACHMENT_PIXELS, max_full_decode_pixels=16_000_000)
+
+
+async def test_uploads_beyond_the_decode_slots_get_503_with_retry_after(
+    client: TestClient, factories: Factories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup: ChatSetup = await make_chat_setup(client, factories)
+    monkeypatch.setattr(images, "DECODE_WAIT_SECONDS", 0.2)
+    slots = images.decode_slots()
+    for _ in range(images.DECODE_CONCURRENCY):  # every decoder busy
+        await slots.acquire()
+    url = f"/api/consultations/{setup.consultation.id}/attachments"
+    try:
+        busy = await client.post(
+            url, data=_upload(_encoded((64, 48), "PNG"), "image/png"), headers=bearer(setup.patient_tokens)
+        )
+        assert busy.status == 503
+        assert busy.headers["Retry-After"] == "2"
+        assert (await busy.json())["error"]["code"] == "images_busy"
+    finally:
+        for _ in range(images.DECODE_CONCURRENCY):
+            slots.release()
+    uploads = await asyncio.gather(
+        *(
+            client.post(url, data=_upload(_encoded((64, 48), "PNG"), "image/png"), headers=bearer(setup.patient_tokens))
+            for _ in range(4)
+        )
+    )
+    assert [r.status for r in uploads] == [201] * 4  # four at once wait for the two slots, none refused
+
+
+async def test_a_phone_sized_jpeg_still_works_as_a_chat_attachment(client: TestClient, factories: Factories) -> None:
+    setup = await make_chat_setup(client, factories)
+    response = await client.post(
+        f"/api/consultations/{setup.consultation.id}/attachments",
+        data=_upload(_encoded((6000, 4000), "JPEG"), "image/jpeg"),
+        headers=bearer(setup.patient_tokens),
+    )
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert (body["width"], body["height"]) == (4096, 2731)
