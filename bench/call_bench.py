@@ -121,6 +121,12 @@ async def relay_latency(
                         await acknowledged
 
             await asyncio.gather(*(one_call(*call) for call in calls))
+
+            async def hang_up(call_id: int, doctor: SocketClient) -> None:
+                async with joining:  # end them as people do, not 2N dropped sockets waiting out their grace
+                    await doctor.request("call.hangup", call_id=call_id)
+
+            await asyncio.gather(*(hang_up(call[0], call[2]) for call in calls))
         finally:
             await asyncio.gather(*(socket.close() for socket in patients + doctors))
     return samples
@@ -142,7 +148,7 @@ async def join_to_connected(patient_url: str, doctor_url: str, pairs: list[Pair]
                 await doctor_peer.join()
                 started = time.perf_counter()
                 await patient_peer.join()
-                await asyncio.wait_for(asyncio.gather(patient_peer.connected.wait(), doctor_peer.connected.wait()), 30)
+                await asyncio.wait_for(asyncio.gather(patient_peer.connected.wait(), doctor_peer.connected.wait()), 90)
                 return (max(patient_peer.connected_at, doctor_peer.connected_at) - started) * 1000
 
             entries = list(zip(pairs, patients, doctors, strict=True))

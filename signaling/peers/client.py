@@ -64,11 +64,11 @@ class SocketClient:
     async def open(cls, session: aiohttp.ClientSession, base_url: str, ticket: str, *, origin: str) -> SocketClient:
         """Open ``/api/ws`` and authenticate with a ticket already obtained."""
         ws = await session.ws_connect(base_url + "/api/ws", headers={"Origin": origin})
-        first = json.loads((await ws.receive(timeout=10)).data)
+        first = json.loads((await ws.receive(timeout=30)).data)
         if first.get("type") != "auth_required":
             raise CallError("auth", f"unexpected first frame {first}")
         await ws.send_str(json.dumps({"type": "auth", "ticket": ticket}))
-        reply = json.loads((await ws.receive(timeout=10)).data)
+        reply = json.loads((await ws.receive(timeout=30)).data)
         if reply.get("type") != "auth_ok":
             raise CallError("auth", str(reply))
         return cls(ws)
