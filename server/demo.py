@@ -160,6 +160,18 @@ async def seed_demo(
     return SeedReport(created=created, insured_persons=int(count), shifts_added=shifts_added, logins=logins)
 
 
+def is_demo_registry(index: int) -> bool:
+    """Which employees of the demo corporate policy chose registry at conclusion (every seventh)."""
+    return index % 7 == 3
+
+
+def corporate_premium(program: Program, insured: int) -> Decimal:
+    """The corporate policy's premium: each registry person at the registry tariff from the start (R1.4, R8.1)."""
+    assert program.tariff_registry is not None
+    registry = sum(1 for index in range(insured) if is_demo_registry(index))
+    return program.tariff_dispatcher * (insured - registry) + program.tariff_registry * registry
+
+
 async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured: int, progress: bool) -> None:
     rng = random.Random(20261125)  # deterministic demo data
     year_start = date(now.year, 1, 1)
@@ -192,7 +204,8 @@ async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured:
             components=["outpatient", "ambulance", "telemedicine"],
             price_category=3,
             tariff_dispatcher=Decimal("24000.00"),
-            tariff_registry=None,
+            # Sold as dispatcher-only, yet switchable by changing the program (R4.1): it needs a registry tariff.
+            tariff_registry=Decimal("31500.00"),
             registry_offered=False,
             telemedicine_allowance_per_year=6,
         ),
@@ -240,7 +253,7 @@ async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured:
         starts_on=year_start,
         ends_on=year_end,
         payment_mode="installments",
-        premium=programs[2].tariff_dispatcher * corporate_insured,
+        premium=corporate_premium(programs[2], corporate_insured),
         created_at=now,
     )
     session.add(corporate_policy)
@@ -261,7 +274,7 @@ async def _seed_base(session: AsyncSession, *, now: datetime, corporate_insured:
     iterator = range(corporate_insured)
     for index in tqdm(iterator, desc="insured persons", disable=not progress, unit="person"):
         city = list(CITIES)[index % 10 if index % 10 < 5 else 0]
-        registry = index % 7 == 3
+        registry = is_demo_registry(index)
         attached = next((c for c in registry_clinics if c.city == city), registry_clinics[0]) if registry else None
         rows.append(
             {

@@ -140,3 +140,16 @@ async def test_demo_prints_a_doctor_on_duty_at_that_moment_R11_2(database_url: s
                 assert any(s.starts_at <= now and s.ends_at.timestamp() - now.timestamp() >= 1800 for s in shifts)
     finally:
         await engine.dispose()
+
+
+def test_demo_corporate_premium_prices_registry_persons_at_the_registry_tariff_R1_4_R8_1() -> None:
+    """Item 4 of issue 9: the 43 registry employees of 300 were priced at the dispatcher tariff (580,500 short)."""
+    from decimal import Decimal
+
+    from server.db.models import Program
+    from server.demo import corporate_premium, is_demo_registry
+
+    standard = Program(tariff_dispatcher=Decimal("42000.00"), tariff_registry=Decimal("55500.00"))
+    assert sum(1 for index in range(300) if is_demo_registry(index)) == 43
+    assert corporate_premium(standard, 300) == Decimal("42000.00") * 300 + Decimal("580500.00")
+    assert corporate_premium(standard, 300) % 4 == 0  # four equal quarterly installments, to the kopeck
