@@ -20,6 +20,7 @@ EVENT_PRESENCE: Final = "presence"  # {"consultation_id", "who", "online": bool}
 EVENT_CALL_SIGNAL: Final = "call.signal"  # WebRTC signalling relayed through signaling/ (later stage)
 EVENT_SESSION_REVOKED: Final = "session.revoked"  # closes the session's sockets
 EVENT_DISPATCH_QUEUE_CHANGED: Final = "dispatch.queue_changed"  # dispatchers' queue
+EVENT_ASSIGNMENT_NUDGE: Final = "assignment.nudge"  # on assignment_channel(): run the queue cycle now
 # One per committed chat batch on chat_commits_channel(): {"seqs": [[consultation_id, last_seq], ...]}.
 # A batch touches up to hundreds of consultations; one bus message per batch instead of one per
 # consultation keeps Redis pub/sub cost (about 56 us of CPU per message and process) off the hot path.
@@ -54,3 +55,8 @@ def session_channel(session_id: str) -> str:
 def chat_commits_channel() -> str:
     """Wake-up hints for new chat messages: which consultations reached which sequence (DB is the truth)."""
     return "chat:commits"
+
+
+def assignment_channel() -> str:
+    """Nudges for every process's background assignment loop: the queue changed, run a cycle now."""
+    return "assignment:nudge"

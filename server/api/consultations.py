@@ -9,7 +9,8 @@ from aiohttp import web
 from pydantic import Field, field_validator
 
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int, read_json
-from server.background import periodic_job_ctx
+from server.background import nudged_job_ctx
+from server.channels import assignment_channel
 from server.domain.roster import SPECIALTY_CODES
 from server.keys import context_key
 from server.services import consultations as service
@@ -216,12 +217,13 @@ async def doctor_queue(request: web.Request) -> DoctorQueueView:
 
 
 def setup(app: web.Application) -> None:
-    """Add the consultation routes and the background assignment loop."""
+    """Add the consultation routes and the background assignment loop (woken by any process's nudge)."""
     app.router.add_routes(routes)
     app.cleanup_ctx.append(
-        periodic_job_ctx(
+        nudged_job_ctx(
             "consultation-assignment",
             service.run_assignment_cycle,
             lambda ctx: ctx.settings.assignment_interval_seconds,
+            assignment_channel(),
         )
     )

@@ -102,8 +102,13 @@ async def refresh_consultation(session: AsyncSession, consultation_id: int) -> C
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def queued_consultations(session: AsyncSession, *, limit: int = 500) -> list[Consultation]:
-    """Queued consultations in the order they are offered in: urgent ones first (R11.6), then oldest request."""
+async def queued_consultations(
+    session: AsyncSession, *, limit: int = 500, specialty: str | None = None
+) -> list[Consultation]:
+    """Queued consultations in the order they are offered in: urgent ones first (R11.6), then oldest request.
+
+    With ``specialty``, only that specialty's queue (its head is what a change serves at once).
+    """
     stmt = (
         select(Consultation)
         .where(Consultation.status == "queued")
@@ -111,6 +116,8 @@ async def queued_consultations(session: AsyncSession, *, limit: int = 500) -> li
         .limit(limit)
         .execution_options(populate_existing=True)
     )
+    if specialty is not None:
+        stmt = stmt.where(Consultation.specialty == specialty)
     return list((await session.execute(stmt)).scalars())
 
 

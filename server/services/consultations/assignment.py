@@ -31,7 +31,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from server.channels import (
+    EVENT_ASSIGNMENT_NUDGE,
     EVENT_CONSULTATION_OFFERED,
+    assignment_channel,
     user_channel,
 )
 from server.db.models import (
@@ -56,12 +58,41 @@ from server.services.roster import to_domain_shift
 log = logging.getLogger(__name__)
 
 
-async def assign_soon(ctx: ServiceContext) -> None:
-    """Run a cycle right after a change, so nobody waits for the background loop; errors are only logged."""
+async def assign_soon(ctx: ServiceContext, specialty: str) -> None:
+    """After a change: serve the head of ``specialty``'s queue now, and nudge the full cycle off the request path.
+
+    The request pays for at most one offer (the consultation first in line for this specialty, judged
+    afresh inside its transaction), not for the whole queue: lapsed offers, hand-overs and every other
+    queue are the background loop's, which the nudge wakes in every process at once (over the bus).
+    Errors are only logged: the change itself has been committed, and the loop retries.
+    """
     try:
-        await run_assignment_cycle(ctx)
+        await serve_queue_head(ctx, specialty)
     except Exception:
-        log.exception("assignment cycle after a change failed; the background loop will retry")
+        log.exception("serving the %s queue after a change failed; the background loop will retry", specialty)
+    await nudge_assignment(ctx)
+
+
+async def serve_queue_head(ctx: ServiceContext, specialty: str) -> int | None:
+    """Offer the first queued consultation of ``specialty`` to the best doctor now, if anyone can take it.
+
+    Returns:
+        The doctor it was offered to, or ``None``.
+    """
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        head = [c.id for c in await repo.queued_consultations(uow.session, limit=1, specialty=specialty)]
+    if not head:
+        return None
+    return await _offer_one(ctx, head[0], await _shifts_around(ctx, now), now)
+
+
+async def nudge_assignment(ctx: ServiceContext) -> None:
+    """Wake the background assignment loop of every process (a lost nudge only waits for the next interval)."""
+    try:
+        await ctx.bus.publish(assignment_channel(), {"type": EVENT_ASSIGNMENT_NUDGE})
+    except Exception:
+        log.warning("could not nudge the assignment loop; it runs at its next interval")
 
 
 async def run_assignment_cycle(ctx: ServiceContext) -> int:

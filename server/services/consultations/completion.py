@@ -82,6 +82,7 @@ async def complete_consultation(
                 code="already_completed",
                 details={"consultation_id": consultation_id},
             )
+        specialty = consultation.specialty
         rules.complete(to_state(consultation), doctor_id)  # active and held by this doctor, or Conflict
         completion = _validated_completion(notes, icd10_code, outcome, referral_specialty, referral_services)
         person = await repo.lock_insured_person(session, consultation.insured_person_id)
@@ -190,7 +191,7 @@ async def complete_consultation(
         event_id,
         route_kind,
     )
-    await assign_soon(ctx)
+    await assign_soon(ctx, specialty)
     return view
 
 

@@ -49,6 +49,7 @@ async def accept_offer(ctx: ServiceContext, principal: Principal, consultation_i
     async with ctx.uow() as uow:
         session = uow.session
         consultation = await _locked_for_doctor(session, consultation_id, doctor_id)
+        specialty = consultation.specialty
         if consultation.status == rules.Status.ACTIVE and consultation.doctor_id == doctor_id:
             return (await views_of(ctx, session, [consultation], principal, now))[0]
         state = to_state(consultation)
@@ -89,7 +90,7 @@ async def accept_offer(ctx: ServiceContext, principal: Principal, consultation_i
             log.info("consultation %s accepted by doctor %s", consultation_id, doctor_id)
             return (await views_of(ctx, session, [fresh], principal, now))[0]
     if expired:
-        await assign_soon(ctx)
+        await assign_soon(ctx, specialty)
         raise Conflict(
             f"the offer of consultation {consultation_id} has expired; it goes to the next doctor",
             code=rules.ERR_OFFER_EXPIRED,
@@ -110,6 +111,7 @@ async def decline_offer(ctx: ServiceContext, principal: Principal, consultation_
     async with ctx.uow() as uow:
         session = uow.session
         consultation = await _locked_for_doctor(session, consultation_id, doctor_id)
+        specialty = consultation.specialty
         state = to_state(consultation)
         if state.status is rules.Status.OFFERED and state.offered_to_id != doctor_id:
             raise Conflict(
@@ -130,7 +132,7 @@ async def decline_offer(ctx: ServiceContext, principal: Principal, consultation_
         )
         await uow.commit()
     log.info("consultation %s declined by doctor %s", consultation_id, doctor_id)
-    await assign_soon(ctx)
+    await assign_soon(ctx, specialty)
     async with ctx.uow() as uow:
         fresh = await repo.get_consultation(uow.session, consultation_id)
         assert fresh is not None
@@ -153,6 +155,7 @@ async def cancel_consultation(
         consultation = await repo.get_consultation(session, consultation_id, for_update=True)
         if consultation is None or consultation.insured_person_id != principal.subject_id:
             raise NotFound("no such consultation")
+        specialty = consultation.specialty
         rules.cancel(to_state(consultation))  # raises Conflict when completed or cancelled
         doctors = [consultation.doctor_id, consultation.offered_to_id]
         if not await repo.mark_cancelled(session, consultation_id, principal.subject_id, now, text):
@@ -172,5 +175,5 @@ async def cancel_consultation(
         await uow.commit()
         view = (await views_of(ctx, session, [fresh], principal, now))[0]
     log.info("consultation %s cancelled by the patient", consultation_id)
-    await assign_soon(ctx)
+    await assign_soon(ctx, specialty)
     return view

@@ -114,7 +114,7 @@ async def request_consultation(
         announce(ctx, uow, consultation, rules.Status.QUEUED.value)
         await uow.commit()
     log.info("consultation %s queued (%s, %s)", consultation_id, request.specialty, request.channel.value)
-    await assign_soon(ctx)
+    await assign_soon(ctx, request.specialty)
     view = await view_for(ctx, consultation_id, principal)
     if view.doctors_on_duty == 0:
         log.warning(
