@@ -9,7 +9,7 @@ import { formatDate, formatDateTime, language, t } from "../app/i18n.js";
 import { href, route } from "../app/router.js";
 import { useStore } from "../app/store.js";
 import { Chat } from "../app/chat.js";
-import { CallPanel } from "../app/call.js";
+import { CallPanel, DeviceCheck } from "../app/call.js";
 import { SPECIALTIES } from "../app/terms.js";
 import { alertUser, askNotificationPermission, notificationPermission, unlockSound } from "../app/notify.js";
 import messages from "./messages.js";
@@ -147,6 +147,7 @@ function QueueStatus({ consultation, onCancel }) {
       <p>${c.estimated_wait_minutes != null ? t("p.wait", { count: c.estimated_wait_minutes }) : t("p.waitUnknown")}</p>
       ${c.doctor_on_duty === false && html`<${Notice} kind="warn">${t("p.noDoctor")}</${Notice}>`}
       <${NotificationOptIn} />
+      ${c.channel !== "text" && html`<div class="optin"><${DeviceCheck} /></div>`}
     </div>`}
     <p class="muted small">${t("spec." + c.specialty)} · ${formatDateTime(c.requested_at)}</p>
     <button type="button" class="btn btn-ghost" onClick=${onCancel}>${t("p.cancel")}</button>

@@ -75,6 +75,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMED_")}
     env["TELEMED_DATA_DIR"] = str(data)
     env["TELEMED_ALLOWED_ORIGINS"] = f"http://127.0.0.1:{port}"
+    env["TELEMED_RTC_HOST_ADDRESSES"] = "127.0.0.1"  # the echo peer's ICE candidates stay on loopback
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--insured", "30"],
         env=env,
@@ -132,13 +133,28 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Any) -> Iterator[Any]:
+    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="session")
+def browser_asking(playwright: Any) -> Iterator[Any]:
+    """Chromium that asks for camera/microphone like a real one (no --use-fake-ui-for-media-stream):
+    a context then gets only the permissions the test grants, the others are refused."""
+    args = [a for a in CHROMIUM_ARGS if a != "--use-fake-ui-for-media-stream"]
+    instance = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    yield instance
+    instance.close()
 
 
 @pytest.fixture(scope="session")

@@ -224,6 +224,55 @@ def test_consultation_end_to_end_with_a_network_drop(
     assert not [e for e in errors if "pageerror" in e], errors
 
 
+def test_a_refused_camera_gives_an_audio_only_call_that_says_why_and_the_device_check(
+    browser: Any, browser_asking: Any, demo: DemoServer, screenshots: Path
+) -> None:
+    """The patient's browser refuses the camera (only the microphone is granted): the device check
+    against the server's echo peer and then the doctor's video call go on with sound only, and
+    the page says why."""
+    patient_context = browser_asking.new_context(viewport=DESKTOP, locale="ru-RU")
+    patient_context.grant_permissions(["microphone"], origin=demo.base)
+    patient = patient_context.new_page()
+    login_patient(patient, demo)
+    patient.check("input[name=channel][value=video]")
+    patient.fill("#complaints", "Сыпь на руке, хочу показать врачу")
+    patient.click("form button[type=submit]")
+    patient.click("[data-testid=device-check]")
+    _wait_text(patient, "[role=alert]", "Камера недоступна")
+    assert "доступ запрещён" in patient.inner_text(".alert-warn")
+    patient.locator("[data-testid=echo-stats]").wait_for(timeout=30_000)
+
+    doctors = []
+    for username in demo.doctors:
+        context = _context(browser)
+        page = context.new_page()
+        login_staff(page, demo, "doctor", username)
+        doctors.append((context, page))
+    deadline = time.monotonic() + 30
+    doctor = None
+    while doctor is None and time.monotonic() < deadline:
+        doctor = next((page for _, page in doctors if page.locator("[data-testid=offer]").count()), None)
+        time.sleep(0.3)
+    assert doctor is not None
+    doctor.locator("[data-testid=offer] button.btn-primary").click()
+    doctor.click("[data-testid=call-video]")
+    patient.locator("[data-testid=call-answer]").wait_for(timeout=30_000)
+    patient.click("[data-testid=call-answer]")
+    _wait_text(patient, "[data-testid=call-notice]", "только со звуком")
+    _wait_text(patient, "[data-testid=call-status]", "Соединено", timeout=30_000)
+    _wait_text(doctor, "[data-testid=call-status]", "Соединено", timeout=30_000)
+    _wait_text(doctor, ".call", "выключена камера")
+    patient.screenshot(path=str(screenshots / "patient-call-audio-only-ru.png"), full_page=True)
+    doctor.click("[data-testid=call-hangup]")
+    doctor.fill("#notes", "Контактный дерматит. Антигистаминные, увлажняющий крем.")
+    doctor.fill("#icd-search", "L25.9")
+    doctor.locator(".results button", has_text="L25.9").click()
+    doctor.locator("form button[type=submit]", has_text="Завершить").click()
+    _wait_text(doctor, ".alert", "L25.9")
+    for context in [patient_context, *(c for c, _ in doctors)]:
+        context.close()
+
+
 def test_session_is_shared_by_tabs_and_survives_a_reload_through_the_cookie(browser: Any, demo: DemoServer) -> None:
     """The access token stays in memory (a second tab gets it over BroadcastChannel, no refresh);
     a reload refreshes through the HttpOnly SameSite=Strict cookie limited to the auth paths."""
