@@ -22,10 +22,12 @@ from server.db.models import (
 from server.db.repositories import consultations as repo
 from server.domain import consultation as rules
 from server.domain.attachment import attachment_effective
+from server.domain.consultation_coverage import service_date
 from server.domain.coverage import evaluate_coverage
 from server.domain.decisions import Reason
 from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.domain.icd10 import ERR_INVALID_ICD10
+from server.domain.routing import person_timezone
 from server.services import audit
 from server.services.consultations.assignment import assign_soon
 from server.services.consultations.common import COMPONENT, RESOURCE, SERVICE_NAME, announce, to_state
@@ -70,7 +72,7 @@ async def complete_consultation(
     """
     doctor_id = principal.subject_id
     now = ctx.clock.now()
-    today = coverage_day(now)
+    today = coverage_day(now)  # replaced below by the consultation's service date (R11.4)
     async with ctx.uow() as uow:
         session = uow.session
         consultation = await repo.get_consultation(session, consultation_id, for_update=True)
@@ -88,6 +90,10 @@ async def complete_consultation(
         person = await repo.lock_insured_person(session, consultation.insured_person_id)
         assert person is not None
         records = await load_coverage_records(session, person)
+        # R11.4: counted on the day it started (the doctor accepted), the person's local day (R10.3),
+        # even when it ends after midnight or after the policy's end.
+        if consultation.accepted_at is not None:
+            today = service_date(consultation.accepted_at, person_timezone(person.city))
         coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, COMPONENT, today)
 
         event, event_reason = await _insured_event_txn(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,15 +12,16 @@ from server.db.models import (
 from server.db.repositories import consultations as repo
 from server.domain import consultation as rules
 from server.domain import roster as roster_rules
+from server.domain.consultation_coverage import PolicyYear, policy_year
 from server.domain.coverage import evaluate_coverage
 from server.domain.errors import Conflict, NotFound, RuleViolation
+from server.domain.routing import local_date, person_timezone
 from server.services import audit
 from server.services.consultations.assignment import assign_soon
 from server.services.consultations.common import COMPONENT, RESOURCE, announce
 from server.services.consultations.views import AllowanceView, ConsultationView, view_for
 from server.services.context import ServiceContext
 from server.services.coverage_facts import (
-    coverage_day,
     load_coverage_records,
 )
 from server.services.identity import Principal
@@ -55,12 +55,12 @@ async def request_consultation(
     """
     request = rules.validate_request(complaints, specialty, channel)
     now = ctx.clock.now()
-    today = coverage_day(now)
     async with ctx.uow() as uow:
         session = uow.session
         person = await repo.lock_insured_person(session, principal.subject_id)
         if person is None:
             raise NotFound("no such insured person")
+        today = local_date(now, person_timezone(person.city))  # R10.3: the person's own date
         records = await load_coverage_records(session, person)
         coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, COMPONENT, today)
         if not coverage.allowed:
@@ -76,9 +76,10 @@ async def request_consultation(
                 code="consultation_open",
                 details={"consultation_id": existing.id, "status": existing.status},
             )
-        used, pending = await _allowance_counts(session, person.id, today)
+        period = policy_year(records.policy.starts_on, records.policy.ends_on, today)
+        used, pending = await _allowance_counts(session, person.id, period)
         allowance = rules.check_allowance(
-            used, records.program.telemedicine_allowance_per_year, year=today.year, pending=pending
+            used, records.program.telemedicine_allowance_per_year, period=period, pending=pending
         )
         if not allowance.allowed:
             raise RuleViolation(
@@ -127,8 +128,9 @@ async def request_consultation(
     return view
 
 
-async def _allowance_counts(session: AsyncSession, person_id: int, today: date) -> tuple[int, int]:
-    used = await repo.telemedicine_used_between(session, person_id, date(today.year, 1, 1), date(today.year, 12, 31))
+async def _allowance_counts(session: AsyncSession, person_id: int, period: PolicyYear) -> tuple[int, int]:
+    """Services used in the policy year (R11.4) and the consultations still open."""
+    used = await repo.telemedicine_used_between(session, person_id, period.starts_on, period.ends_on)
     pending = await repo.count_open_consultations(session, person_id)
     return used, pending
 
@@ -139,13 +141,17 @@ async def telemedicine_allowance(ctx: ServiceContext, person_id: int) -> Allowan
     Raises:
         NotFound: no such person.
     """
-    today = coverage_day(ctx.clock.now())
     async with ctx.uow() as uow:
         person = await repo.get_person(uow.session, person_id)
         if person is None:
             raise NotFound("no such insured person")
+        today = local_date(ctx.clock.now(), person_timezone(person.city))  # R10.3
         records = await load_coverage_records(uow.session, person)
-        used, pending = await _allowance_counts(uow.session, person_id, today)
+        policy = records.policy
+        day = min(max(today, policy.starts_on), policy.ends_on)
+        used, pending = await _allowance_counts(
+            uow.session, person_id, policy_year(policy.starts_on, policy.ends_on, day)
+        )
         allowance = records.program.telemedicine_allowance_per_year
     return AllowanceView(
         year=today.year, allowance_per_year=allowance, used=used, open=pending, left=max(0, allowance - used - pending)
