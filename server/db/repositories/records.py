@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, insert, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.base import UTCDateTime
@@ -27,6 +27,17 @@ async def _driver(session: AsyncSession) -> Any | None:
         return None
     raw = await connection.get_raw_connection()
     return raw.driver_connection
+
+
+async def taken_insured_numbers(session: AsyncSession, numbers: Sequence[str]) -> set[str]:
+    """Which of these insured numbers some person already has (checked before a bulk insert)."""
+    taken: set[str] = set()
+    for start in range(0, len(numbers), CHUNK):
+        chunk = list(numbers[start : start + CHUNK])
+        taken.update(
+            await session.scalars(select(InsuredPerson.insured_number).where(InsuredPerson.insured_number.in_(chunk)))
+        )
+    return taken
 
 
 async def insert_persons(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> int:

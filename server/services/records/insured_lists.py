@@ -29,7 +29,7 @@ from server.db.models import (
     ProgramClinic,
 )
 from server.db.repositories import records as records_repo
-from server.domain.errors import DomainError, NotFound
+from server.domain.errors import Conflict, DomainError, NotFound
 from server.domain.insured_list import (
     ExistingPerson,
     ListContext,
@@ -41,6 +41,7 @@ from server.domain.insured_list import (
     map_header,
     validate_rows,
 )
+from server.domain.insured_number import new_insured_number
 from server.services.context import ServiceContext
 from server.services.coverage_facts import coverage_day
 from server.services.records import coverage_end
@@ -283,7 +284,9 @@ async def _apply_txn(
     await session.flush()
     changes: list[dict[str, Any]] = []
     table = cast(SqlTable, InsuredPerson.__table__)
-    before = await records_repo.insert_persons(session, [_new_person(entry, now) for entry in diff.added])
+    new_rows = [_new_person(entry, now) for entry in diff.added]
+    await _unique_insured_numbers_txn(session, new_rows)
+    before = await records_repo.insert_persons(session, new_rows)
     if diff.added:
         await records_repo.record_persons_added(
             session,
@@ -359,6 +362,30 @@ async def _apply_txn(
         session, actor, now, action="insured_list.import", resource_type="import_batch", resource_id=batch.id
     )
     return batch.id
+
+
+async def _unique_insured_numbers_txn(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Draw again the rare insured number that is taken (by someone else or twice in this list).
+
+    Random 12-digit numbers collide now and then across a large insurer; one failed unique index would
+    otherwise abort a whole list. A few rounds settle it.
+    """
+    if not rows or "insured_number" not in rows[0]:
+        return
+    for _ in range(5):
+        seen: set[str] = set()
+        clashes = []
+        for row in rows:
+            if row["insured_number"] in seen:
+                clashes.append(row)
+            seen.add(row["insured_number"])
+        taken = await records_repo.taken_insured_numbers(session, sorted(seen))
+        clashes += [row for row in rows if row["insured_number"] in taken and row not in clashes]
+        if not clashes:
+            return
+        for row in clashes:
+            row["insured_number"] = new_insured_number()
+    raise Conflict("could not draw unique insured numbers; try again", code="insured_number_clash")
 
 
 def _new_person(entry: ListEntry, now: Any) -> dict[str, Any]:
