@@ -6,4 +6,5 @@ export const ROLES = [
   { id: "doctor", label: "role.doctor", apiRoles: ["doctor"], load: () => import("../doctor/index.js") },
   { id: "dispatcher", label: "role.dispatcher", apiRoles: ["dispatcher"], load: () => import("../dispatcher/index.js") },
   { id: "admin", label: "role.admin", apiRoles: ["admin"], load: () => import("../admin/index.js") },
+  { id: "hr", label: "role.hr", apiRoles: ["hr"], load: () => import("../hr/index.js") },
 ];
