@@ -68,6 +68,7 @@ def protection_ranges(
     unknown: Iterable[CellId],
     relations: Iterable[Relation],
     targets: Iterable[CellId] | None = None,
+    sides: Mapping[CellId, tuple[bool, bool]] | None = None,
 ) -> dict[CellId, tuple[float, float]]:
     """The range of values each target cell can take, given what is published.
 
@@ -76,6 +77,8 @@ def protection_ranges(
         unknown: Cells a reader does not see (hidden, or never published); each is >= 0.
         relations: The linear relations a reader knows.
         targets: Cells whose range is wanted (default: every unknown cell).
+        sides: Per target, whether its (lowest, highest) is wanted; a side not wanted is
+            reported as 0 (lowest) or ``inf`` (highest) without solving for it.
 
     Returns:
         ``{cell: (lowest, highest)}``; ``highest`` is ``inf`` when nothing bounds the cell.
@@ -113,7 +116,7 @@ def protection_ranges(
             raise ValueError(f"{cell} is not an unknown cell")
         by_group[find(cell)].append(cell)
     for root, cells in by_group.items():
-        ranges.update(_group_ranges(groups[root], group_relations[root], published, cells))
+        ranges.update(_group_ranges(groups[root], group_relations[root], published, cells, sides or {}))
     return ranges
 
 
@@ -122,6 +125,7 @@ def _group_ranges(
     relations: list[Relation],
     published: Mapping[CellId, int],
     targets: list[CellId],
+    sides: Mapping[CellId, tuple[bool, bool]],
 ) -> dict[CellId, tuple[float, float]]:
     if not relations:
         return {cell: (0.0, float("inf")) for cell in targets}
@@ -171,9 +175,10 @@ def _group_ranges(
     result: dict[CellId, tuple[float, float]] = {}
     for cell in targets:
         column = index[cell]
+        want_low, want_high = sides.get(cell, (True, True))
         solver.changeColCost(column, 1.0)
-        low = _optimum(solver, highspy.ObjSense.kMinimize)
-        high = _optimum(solver, highspy.ObjSense.kMaximize)
+        low = _optimum(solver, highspy.ObjSense.kMinimize) if want_low else 0.0
+        high = _optimum(solver, highspy.ObjSense.kMaximize) if want_high else float("inf")
         solver.changeColCost(column, 0.0)
         result[cell] = (low, high)
     return result
@@ -291,25 +296,38 @@ def suppress(
     for relation in relations:
         for cell in relation.cells():
             neighbours[cell].append(relation)
-    while True:
-        published = {cell: value.count for cell, value in cells.items() if cell not in hidden}
-        exposures = audit(published, hidden, latent_set, relations, min_size, sensitive)
-        if not exposures:
-            return {cell: None if cell in hidden else value.count for cell, value in cells.items()}
+    # Hiding one more cell only ever widens every range (a fixed value becomes free), so a cell
+    # found protected stays protected: each round re-examines only what was exposed, side by side.
+    pending: dict[CellId, tuple[bool, bool]] = dict.fromkeys(sensitive, (True, True))
+    while pending:
+        # Hidden zeros enter the audit as known zeros: the audit then knows more than any reader,
+        # so what it finds protected is protected (and the linear programs stay small).
+        known = {cell: value.count for cell, value in cells.items() if cell not in hidden or value.count == 0}
+        unknown = [cell for cell in hidden if cells[cell].count > 0]
+        ranges = protection_ranges(known, [*unknown, *latent_set], relations, targets=pending, sides=pending)
+        exposed: dict[CellId, tuple[bool, bool]] = {}
+        for cell, (low, high) in ranges.items():
+            want_low, want_high = pending[cell]
+            low_open, high_open = want_low and low > _TOLERANCE, want_high and high < min_size - _TOLERANCE
+            if low_open or high_open:
+                exposed[cell] = (low_open, high_open)
         added: set[CellId] = set()
-        for exposure in sorted(exposures, key=lambda e: e.cell):
+        for cell in sorted(exposed):
             # One complement per neighbourhood per round: a cell hidden for one exposure often
             # covers the next one too, and hiding both would cost detail for nothing.
-            near = {c for relation in neighbours.get(exposure.cell, ()) for c in relation.cells()}
+            near = {c for relation in neighbours.get(cell, ()) for c in relation.cells()}
             if near & added:
                 continue
-            complement = _complement_for(exposure.cell, cells, hidden, neighbours, avoid)
+            complement = _complement_for(cell, cells, hidden, neighbours, avoid)
             if complement is not None:
                 hidden.add(complement)
                 added.add(complement)
-        if not added:
+        if exposed and not added:
             # Nothing near the exposed cells is left to hide: hide everything (always safe).
             hidden = set(cells)
+            break
+        pending = exposed
+    return {cell: None if cell in hidden else value.count for cell, value in cells.items()}
 
 
 def _complement_for(
