@@ -267,3 +267,37 @@ def test_letter_of_one_event_does_not_cover_a_visit_for_new_complaints_R11_5_R3_
     )
     assert decision.needs_approval and decision.letter is None
     assert decision.rules == ("R3.1",)
+
+
+def test_every_reason_carries_its_facts_and_the_answer_its_wire_form_R3_1_R3() -> None:
+    """Mutation testing showed fact keys and the JSON form could change unnoticed: they are the audit trail."""
+    new = needs_approval(dispatcher(), CLINIC_CAT2, ["blood test"], IN_LETTER, new_event=True)
+    assert new.reasons[0].facts == {"insured_id": 100, "clinic_id": CLINIC_CAT2, "on": "2026-03-10"}
+    assert "new insured event" in new.reasons[0].message
+    letter = make_letter()
+    within = needs_approval(dispatcher(), CLINIC_CAT2, ["blood test"], IN_LETTER, new_event=False, letters=[letter])
+    assert within.reasons[0].facts == {
+        "letter_number": "LG-2026-000123",
+        "clinic_id": CLINIC_CAT2,
+        "issued_on": "2026-03-02",
+        "valid_until": "2026-04-02",
+        "status": "active",
+        "services": ["blood test"],
+    }
+    assert within.as_dict() == {
+        "needs_approval": False,
+        "channel": "console",
+        "letter_number": "LG-2026-000123",
+        "reasons": [r.as_dict() for r in within.reasons],
+    }
+    assert new.as_dict()["letter_number"] is None
+    left = needs_approval(
+        registry(CLINIC_CAT2), CLINIC_CAT2, ["MRI"], date(2026, 2, 1), new_event=True, attached_clinic_listed=False
+    )
+    assert left.reasons[0].message.startswith("the attached clinic has left the program's list")
+    assert left.reasons[0].facts == {
+        "insured_id": 101,
+        "clinic_id": CLINIC_CAT2,
+        "on": "2026-02-01",
+        "attached_clinic_id": CLINIC_CAT2,
+    }
