@@ -20,6 +20,7 @@ from server.api import admin_staff as admin_staff_routes
 from server.api import auth as auth_routes
 from server.api import calls as calls_routes
 from server.api import chat as chat_routes
+from server.api import clinical as clinical_routes
 from server.api import consultations as consultation_routes
 from server.api import coverage as coverage_routes
 from server.api import dispatch as dispatch_routes
@@ -156,6 +157,7 @@ def setup_areas(app: web.Application) -> None:
         portal_routes,
     ):
         app.router.add_routes(module.routes)
+    clinical_routes.setup(app)  # before consultations: /api/consultations/red-flags is not an id
     roster_routes.setup(app)
     consultation_routes.setup(app)
     realtime_setup.setup(app)

@@ -21,6 +21,8 @@ EVENT_CALL_SIGNAL: Final = "call.signal"  # WebRTC signalling relayed through si
 EVENT_SESSION_REVOKED: Final = "session.revoked"  # closes the session's sockets
 EVENT_DISPATCH_QUEUE_CHANGED: Final = "dispatch.queue_changed"  # dispatchers' queue
 EVENT_ASSIGNMENT_NUDGE: Final = "assignment.nudge"  # on assignment_channel(): run the queue cycle now
+EVENT_DUTY_ALERT: Final = "duty.alert"  # to dispatchers and admins: {"alert": {...}} (R11.2, R11.6-R11.8)
+EVENT_QUEUE_POSITION: Final = "queue.position"  # to a waiting patient: {"consultation_id", "position", ...}
 # One per committed chat batch on chat_commits_channel(): {"seqs": [[consultation_id, last_seq], ...]}.
 # A batch touches up to hundreds of consultations; one bus message per batch instead of one per
 # consultation keeps Redis pub/sub cost (about 56 us of CPU per message and process) off the hot path.
@@ -45,6 +47,11 @@ def doctors_queue_channel() -> str:
 def dispatch_queue_channel() -> str:
     """The dispatchers' live queue of open requests."""
     return "dispatch:queue"
+
+
+def duty_alerts_channel() -> str:
+    """Alerts for the dispatchers and admins on duty: red flags, emergencies, escalations."""
+    return "duty:alerts"
 
 
 def session_channel(session_id: str) -> str:

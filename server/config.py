@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     # The insurer's average prices, for the cost of services used shown against the premium paid.
     hr_consultation_price: Decimal = Field(default=Decimal("1500.00"), ge=0)
     hr_visit_price: Decimal = Field(default=Decimal("3500.00"), ge=0)
+    audit_checkpoint_interval_seconds: float = Field(default=60.0, ge=0)  # pin the audit head (D2); 0: off
 
     @field_validator(
         "allowed_origins", "rtc_host_addresses", "rtc_stun_urls", "rtc_turn_urls", "trusted_proxies", mode="before"

@@ -15,8 +15,10 @@ from server.clock import FixedClock
 from server.db.models import (
     Clinic,
     Consultation,
+    DoctorConnection,
     DutyShift,
     InsuredPerson,
+    PatientConsent,
     Policy,
     Policyholder,
     Program,
@@ -24,6 +26,7 @@ from server.db.models import (
     ScheduledPayment,
     StaffAccount,
 )
+from server.domain.consent import CURRENT_TEXTS
 from server.security.passwords import hash_password
 from tests.fakes import RecordingSender
 
@@ -133,8 +136,13 @@ class Factories:
         )
         return policy
 
-    async def insured(self, *, policy: Policy | None = None, **overrides: Any) -> InsuredPerson:
-        """An active insured person (dispatcher service type) on a new or given policy."""
+    async def insured(
+        self, *, policy: Policy | None = None, consented: bool = True, **overrides: Any
+    ) -> InsuredPerson:
+        """An active insured person (dispatcher service type) on a new or given policy.
+
+        With ``consented`` the person has given both consents of checklist E1 (the current texts).
+        """
         policy = policy or await self.policy()
         values: dict[str, Any] = {
             "policy_id": policy.id,
@@ -151,7 +159,35 @@ class Factories:
         values.update(overrides)
         person = InsuredPerson(**values)
         await self.add(person)
+        if consented:
+            await self.add(
+                *(
+                    PatientConsent(
+                        insured_person_id=person.id,
+                        kind=text.kind.value,
+                        version=text.version,
+                        language="ru",
+                        given_at=self.clock.now(),
+                        given_from="127.0.0.1",
+                    )
+                    for text in CURRENT_TEXTS.values()
+                )
+            )
         return person
+
+    async def online(self, doctor: StaffAccount) -> None:
+        """Give ``doctor`` a live client socket, as a connected browser would (R11.7: only they are offered).
+
+        The socket is renewed far ahead, so tests that move the clock do not see it go stale.
+        """
+        await self.add(
+            DoctorConnection(
+                socket_id=unique("socket-"),
+                doctor_id=doctor.id,
+                connected_at=self.clock.now(),
+                seen_at=self.clock.now() + timedelta(days=30),
+            )
+        )
 
     async def staff(self, role: str, **overrides: Any) -> StaffAccount:
         """A staff account with STAFF_PASSWORD; HR gets a corporate policyholder if none is given."""

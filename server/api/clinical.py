@@ -10,12 +10,14 @@ from aiohttp import web
 from pydantic import Field
 
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int
+from server.background import periodic_job_ctx
 from server.domain.red_flags import checklist_view, emergency_instruction
 from server.keys import context_key
 from server.services import alerts as alerts_service
 from server.services import audit_chain
 from server.services import consents as consents_service
 from server.services import consultation_safety as safety
+from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR, ROLE_INSURED
 
 routes = web.RouteTableDef()
@@ -330,6 +332,20 @@ async def checkpoint_audit(request: web.Request) -> ChainReportPublic:
     ctx = request.app[context_key]
     report = await audit_chain.checkpoint(ctx) or await audit_chain.verify(ctx)
     return ChainReportPublic.model_validate(vars_of(report))
+
+
+def setup(app: web.Application) -> None:
+    """Add the routes and the periodic pinning of the audit trail's head (D2)."""
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(
+        periodic_job_ctx(
+            "audit-checkpoint", _checkpoint_job, lambda ctx: ctx.settings.audit_checkpoint_interval_seconds
+        )
+    )
+
+
+async def _checkpoint_job(ctx: ServiceContext) -> None:
+    await audit_chain.checkpoint(ctx)
 
 
 def vars_of(view: Any) -> dict[str, Any]:

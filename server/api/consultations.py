@@ -27,6 +27,10 @@ class ConsultationCreate(ApiModel):
     channel: Literal["text", "audio", "video"]
     specialty: str = Field(min_length=1, max_length=40, description="general_practice or another specialty")
     complaints: str = Field(min_length=1, max_length=2000)
+    red_flags: dict[str, bool] | None = Field(
+        default=None, description="R11.6: every question of GET /api/consultations/red-flags answered true or false"
+    )
+    confirm_urgent: bool = Field(default=False, description="asked again after the 103/112 instruction: urgent")
 
     @field_validator("specialty")
     @classmethod
@@ -60,7 +64,7 @@ class CompleteBody(ApiModel):
     body=ConsultationCreate,
     response=ConsultationView,
     status=201,
-    errors=[409],
+    errors=[409, 428],
 )
 async def request_consultation(request: web.Request, body: ConsultationCreate) -> ConsultationView:
     """The answer carries the queue position and estimated wait, or says nobody is on duty (R11.2)."""
@@ -70,6 +74,8 @@ async def request_consultation(request: web.Request, body: ConsultationCreate) -
         channel=body.channel,
         specialty=body.specialty,
         complaints=body.complaints,
+        red_flags=body.red_flags,
+        confirm_urgent=body.confirm_urgent,
     )
 
 

@@ -25,6 +25,7 @@ from server.channels import (
     consultation_channel,
     dispatch_queue_channel,
     doctors_queue_channel,
+    duty_alerts_channel,
     user_channel,
 )
 from server.domain.errors import DomainError, InvalidInput, NotFound
@@ -33,7 +34,7 @@ from server.realtime import messages
 from server.realtime.hub import Listener
 from server.services import chat
 from server.services.chat import PostedMessage
-from server.services.identity import ROLE_DISPATCHER, ROLE_DOCTOR
+from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR
 
 if TYPE_CHECKING:
     from server.realtime.connection import Connection
@@ -287,6 +288,8 @@ def handle_notifications_subscribe(connection: Connection, msg: dict[str, Any]) 
         channels.append(doctors_queue_channel())
     if principal.role == ROLE_DISPATCHER:
         channels.append(dispatch_queue_channel())
+    if principal.role in (ROLE_DISPATCHER, ROLE_ADMIN):
+        channels.append(duty_alerts_channel())  # R11.7: escalations, red flags, emergencies, live
     subscription_id = msg["id"]
 
     def forward(message: dict[str, Any]) -> None:

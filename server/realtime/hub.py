@@ -37,8 +37,10 @@ from server.realtime import messages
 from server.realtime.seats import RENEW_EVERY_SECONDS, make_seats
 from server.services import auth as auth_service
 from server.services import chat
+from server.services import consultation_safety as safety
 from server.services.chat import ChatMessage, ChatWriter
 from server.services.context import ServiceContext
+from server.services.identity import ROLE_DOCTOR
 
 if TYPE_CHECKING:
     from server.realtime.connection import Connection
@@ -450,6 +452,9 @@ class RealtimeHub:
 
         connection.on_close(self.listen(session_channel(connection.principal.session_id), on_session_message))
         connection.on_close(lambda: self._unregister(connection))
+        if connection.principal.role == ROLE_DOCTOR:
+            # Every process knows who is connected: only they are offered requests (R11.7, R11.8).
+            await safety.doctor_connected(self.ctx, connection.seat, connection.principal.subject_id)
         return True
 
     def _drop_local(self, connection: Connection) -> None:
@@ -467,6 +472,17 @@ class RealtimeHub:
         release = asyncio.create_task(self.seats.release(connection.principal.key, connection.seat))
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
+        if connection.principal.role == ROLE_DOCTOR:
+            gone = asyncio.create_task(self._doctor_gone(connection.seat))
+            self._releases.add(gone)
+            gone.add_done_callback(self._releases.discard)
+
+    async def _doctor_gone(self, socket_id: str) -> None:
+        """Record the end of a doctor's socket; their consultations get the grace, then move on (R11.8)."""
+        try:
+            await safety.doctor_disconnected(self.ctx, socket_id)
+        except Exception as exc:
+            log.warning("could not record a doctor's disconnect (%s); it goes stale on its own", type(exc).__name__)
 
     async def _seats_loop(self) -> None:
         """Renew this process's socket seats so they outlive the TTL only while the sockets do."""
@@ -476,6 +492,12 @@ class RealtimeHub:
                 await self.seats.renew([(c.principal.key, c.seat) for c in self.connections])
             except Exception as exc:
                 log.warning("could not renew socket seats (%s); retrying", type(exc).__name__)
+            try:
+                await safety.renew_connections(
+                    self.ctx, [c.seat for c in self.connections if c.principal.role == ROLE_DOCTOR]
+                )
+            except Exception as exc:
+                log.warning("could not renew doctors' connections (%s); retrying", type(exc).__name__)
 
     async def _session_loop(self) -> None:
         """Re-validate sessions periodically, so a missed revocation cannot keep a socket open (B5)."""

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.channels import EVENT_DUTY_ALERT, duty_alerts_channel
 from server.db.models import Consultation, DutyAlert, InsuredPerson
 from server.db.repositories import clinical as repo
 from server.db.uow import UnitOfWork
@@ -25,13 +26,7 @@ from server.services.identity import Principal
 
 log = logging.getLogger(__name__)
 
-EVENT_DUTY_ALERT: Final = "duty.alert"
 RESOURCE: Final = "duty_alert"
-
-
-def duty_alerts_channel() -> str:
-    """Alerts for the dispatchers and admins on duty."""
-    return "duty:alerts"
 
 
 @dataclass(frozen=True, slots=True)

@@ -584,3 +584,57 @@ async def addenda_for(session: AsyncSession, consultation_ids: Iterable[int]) ->
     """Addenda of each consultation, oldest first."""
     rows = await clinical_repo.addenda_of(session, consultation_ids)
     return {cid: [addendum_view(r) for r in items] for cid, items in rows.items()}
+
+
+# ----------------------------------------------------------------------------- queue positions pushed
+
+
+_last_pushed: dict[int, tuple[int, int | None]] = {}
+MAX_PUSHED: Final = 200
+
+
+async def push_positions(ctx: ServiceContext, mean_minutes: float) -> int:
+    """Tell every waiting patient whose place or wait changed: ``queue.position`` on their channel.
+
+    Each process remembers what it last pushed; a patient may hear the same figures from two
+    processes, never a stale one. Returns how many patients were told.
+    """
+    now = ctx.clock.now()
+    told = 0
+    async with ctx.uow() as uow:
+        session = uow.session
+        waiting = [c for c in await repo.consultations_in(session, ("queued", "offered"))][:MAX_PUSHED]
+        if not waiting:
+            _last_pushed.clear()
+            return 0
+        stored = await roster_repo.shifts_overlapping(session, now, now + wait_rules.DEFAULT_HORIZON)
+        shifts = [roster_rules.Shift(s.id, s.doctor_id, s.specialty, s.starts_at, s.ends_at) for s in stored]
+        messages: list[tuple[str, dict[str, Any]]] = []
+        for c in waiting:
+            estimate = await honest_wait(ctx, session, c, shifts, now, mean_minutes)
+            figures = (estimate.position, estimate.minutes)
+            if _last_pushed.get(c.id) == figures:
+                continue
+            _last_pushed[c.id] = figures
+            messages.append(
+                (
+                    f"user:insured:{c.insured_person_id}",
+                    {
+                        "type": EVENT_QUEUE_POSITION,
+                        "consultation_id": c.id,
+                        "position": estimate.position,
+                        "estimated_wait_minutes": estimate.minutes,
+                        "wait_basis": estimate.basis.value,
+                    },
+                )
+            )
+        live = {c.id for c in waiting}
+    for stale in [cid for cid in _last_pushed if cid not in live]:
+        del _last_pushed[stale]
+    for channel, message in messages:
+        try:
+            await ctx.bus.publish(channel, message)
+            told += 1
+        except Exception:
+            log.warning("could not push a queue position; the patient sees it on reload")
+    return told

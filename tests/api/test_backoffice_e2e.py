@@ -15,6 +15,8 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestClient
 
+from server.domain.consent import CURRENT_TEXTS
+from server.domain.red_flags import CODES as RED_FLAG_CODES
 from tests.factories import Factories, bearer
 from tests.fakes import RecordingSender
 
@@ -156,6 +158,7 @@ async def test_a_new_corporate_client_from_nothing_to_a_consultation_and_a_new_l
     # One employee logs in by policy and consults a doctor.
     doctor = await factories.staff("doctor", full_name="Доктор Айболит")
     await factories.shift(doctor, hours=12)
+    await factories.online(doctor)
     employee_birth = (date(1970, 1, 1) + timedelta(days=7 * 9)).isoformat()
     started = await _ok(
         await client.post(
@@ -177,6 +180,15 @@ async def test_a_new_corporate_client_from_nothing_to_a_consultation_and_a_new_l
     )
     me = await _ok(await client.get("/api/me", headers=bearer(patient)))
     assert me is not None
+    for text in CURRENT_TEXTS.values():  # checklist E1: both consents before the first consultation
+        await _ok(
+            await client.post(
+                "/api/me/consents",
+                headers=bearer(patient),
+                json={"kind": text.kind.value, "version": text.version, "language": "ru"},
+            ),
+            201,
+        )
     requested = await _ok(
         await client.post(
             "/api/consultations",
@@ -185,6 +197,7 @@ async def test_a_new_corporate_client_from_nothing_to_a_consultation_and_a_new_l
                 "channel": "text",
                 "specialty": "general_practice",
                 "complaints": "headache for two days",
+                "red_flags": dict.fromkeys(RED_FLAG_CODES, False),
             },
         ),
         201,

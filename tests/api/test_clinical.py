@@ -15,7 +15,6 @@ from server.domain.consent import CURRENT_TEXTS
 from server.services import alerts
 from server.services import consultation_safety as safety
 from server.services.context import ServiceContext
-from tests.api.clinical_support import app  # noqa: F401  (the app fixture with these routes)
 from tests.factories import Factories, bearer
 
 
@@ -28,7 +27,7 @@ async def test_consents_are_given_from_the_texts_shown_and_withdrawn_with_an_aud
     client: TestClient[Any, Any], factories: Factories, clock: FixedClock, session_factory: Any
 ) -> None:
     """Checklist E1: versioned ru/en texts; who, when, which version, from where; withdrawal audited."""
-    patient = bearer(await factories.login_insured(client, await factories.insured()))
+    patient = bearer(await factories.login_insured(client, await factories.insured(consented=False)))
     screen = await (await client.get("/api/me/consents", headers=patient)).json()
     assert screen["missing"] == ["telemedicine", "health_data"]
     assert all(t["ru"] and t["en"] and t["version"] for t in screen["texts"])

@@ -37,7 +37,20 @@ from server.db.models import (
 from server.services.context import ServiceContext
 from tests.factories import Factories, bearer
 
-REQUEST = {"channel": "text", "specialty": "general_practice", "complaints": "sore throat and fever since yesterday"}
+NO_RED_FLAGS = {
+    "chest_pain": False,
+    "breathing": False,
+    "stroke_signs": False,
+    "heavy_bleeding": False,
+    "loss_of_consciousness": False,
+    "self_harm": False,
+}
+REQUEST = {
+    "channel": "text",
+    "specialty": "general_practice",
+    "complaints": "sore throat and fever since yesterday",
+    "red_flags": NO_RED_FLAGS,
+}
 REFERRAL = {
     "notes": "Viral pharyngitis likely; rule out strep.",
     "icd10_code": "J02.9",
@@ -49,6 +62,7 @@ REFERRAL = {
 
 async def _doctor_on_duty(factories: Factories, **fields: Any) -> StaffAccount:
     doctor = await factories.staff("doctor", **fields)
+    await factories.online(doctor)
     specialties = fields.get("specialties", ["general_practice"])
     for specialty in specialties:
         await factories.shift(doctor, specialty=specialty, hours=12)

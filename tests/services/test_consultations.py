@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -17,8 +18,10 @@ from server.clock import FixedClock
 from server.config import Settings
 from server.db.engine import make_engine, make_session_factory
 from server.db.models import Consultation, ConsultationMessage, InsuredPerson, StaffAccount
+from server.domain import red_flags
 from server.domain.errors import Conflict
 from server.keys import context_key
+from server.services import consultation_safety as safety
 from server.services import consultations as service
 from server.services.context import ServiceContext
 from server.services.coverage_facts import coverage_day, to_insured_facts, to_policy_facts, to_program_facts
@@ -42,12 +45,18 @@ async def _doctor(
 ) -> StaffAccount:
     doctor = await factories.staff("doctor", **fields)
     await factories.shift(doctor, starts_at=clock.now() + starts, hours=hours)
+    await factories.online(doctor)
     return doctor
 
 
 async def _request(ctx: ServiceContext, person: InsuredPerson) -> service.ConsultationView:
     return await service.request_consultation(
-        ctx, _principal("insured", person.id), channel="text", specialty="general_practice", complaints="cough"
+        ctx,
+        _principal("insured", person.id),
+        channel="text",
+        specialty="general_practice",
+        complaints="cough",
+        red_flags=dict.fromkeys(red_flags.CODES, False),
     )
 
 
@@ -102,10 +111,10 @@ async def test_accepting_after_the_deadline_is_409_and_passes_the_offer_on(
     assert (row.status, row.offered_to_id) == ("offered", second.id)
 
 
-async def test_when_every_doctor_has_passed_a_new_round_starts(
+async def test_r11_7_when_every_doctor_has_passed_the_round_ends_it_escalates_and_a_new_round_waits(
     ctx: ServiceContext, factories: Factories, clock: FixedClock
 ) -> None:
-    """Nobody waits forever while a doctor is on duty: the one who passed longest ago is offered it again."""
+    """R11.7: a decline sticks for the round; the duty team is alerted; the next round starts after the pause."""
     first = await _doctor(factories, clock)
     second = await _doctor(factories, clock)
     view = await _request(ctx, await factories.insured())
@@ -113,7 +122,15 @@ async def test_when_every_doctor_has_passed_a_new_round_starts(
     assert (await _get(ctx, view.id)).offered_to_id == second.id
     await service.decline_offer(ctx, _principal("doctor", second.id), view.id)
     row = await _get(ctx, view.id)
-    assert (row.status, row.offered_to_id, row.skipped_doctor_ids) == ("offered", first.id, [])
+    assert (row.status, row.offered_to_id, row.escalation_reason) == ("queued", None, "round_exhausted")
+    assert row.round_ended_at == clock.now()
+    clock.advance(timedelta(minutes=ctx.settings.offer_round_pause_minutes) - timedelta(seconds=1))
+    await service.run_assignment_cycle(ctx)
+    assert (await _get(ctx, view.id)).status == "queued"
+    clock.advance(timedelta(seconds=1))
+    await service.run_assignment_cycle(ctx)
+    row = await _get(ctx, view.id)
+    assert (row.status, row.skipped_doctor_ids, row.round_ended_at) == ("offered", [], None)
 
 
 async def test_the_least_loaded_doctor_is_chosen(ctx: ServiceContext, factories: Factories, clock: FixedClock) -> None:
@@ -164,11 +181,13 @@ async def test_a_pending_offer_returns_to_the_queue_when_the_shift_is_ending(
     assert (row.status, row.offered_to_id, row.skipped_doctor_ids) == ("offered", arriving.id, [])
 
 
-async def test_shift_end_hands_active_consultations_over_keeping_the_chat(
-    ctx: ServiceContext, factories: Factories, clock: FixedClock
+async def test_r11_8_at_shift_end_the_doctor_keeps_the_consultation_until_their_connection_is_gone(
+    ctx: ServiceContext, factories: Factories, clock: FixedClock, session_factory: Any
 ) -> None:
-    """R11.1: the leaving doctor's active consultation is re-queued for the next doctor on duty, chat intact."""
-    leaving = await _doctor(factories, clock, starts=timedelta(hours=-7), hours=7.5)  # ends in 30 minutes
+    """R11.8: the leaving doctor finishes it; only a lost connection past the grace hands it on, chat intact."""
+    leaving = await factories.staff("doctor")
+    await factories.shift(leaving, starts_at=clock.now() - timedelta(hours=7), hours=7.5)  # ends in 30 minutes
+    await safety.doctor_connected(ctx, "leaving-socket", leaving.id)
     arriving = await _doctor(factories, clock, starts=timedelta(minutes=20))
     view = await _request(ctx, await factories.insured())
     await service.accept_offer(ctx, _principal("doctor", leaving.id), view.id)
@@ -184,12 +203,13 @@ async def test_shift_end_hands_active_consultations_over_keeping_the_chat(
             created_at=clock.now(),
         )
     )
-
-    clock.advance(timedelta(minutes=31))  # the shift ended a minute ago: within the handover grace
+    clock.advance(timedelta(minutes=45))  # the shift ended 15 minutes ago
+    await safety.renew_connections(ctx, ["leaving-socket"])
     await service.run_assignment_cycle(ctx)
-    assert (await _get(ctx, view.id)).doctor_id == leaving.id
+    assert (await _get(ctx, view.id)).doctor_id == leaving.id  # never dropped mid-sentence
 
-    clock.advance(timedelta(minutes=5))
+    await safety.doctor_disconnected(ctx, "leaving-socket")
+    clock.advance(timedelta(seconds=ctx.settings.disconnect_grace_seconds))
     await service.run_assignment_cycle(ctx)
     row = await _get(ctx, view.id)
     assert (row.status, row.offered_to_id, row.doctor_id, row.skipped_doctor_ids) == (
@@ -198,18 +218,8 @@ async def test_shift_end_hands_active_consultations_over_keeping_the_chat(
         None,
         [leaving.id],
     )
-    assert row.requested_at == clock.now() - timedelta(minutes=36)  # keeps its place at the head of the queue
-    accepted = await service.accept_offer(ctx, _principal("doctor", arriving.id), view.id)
-    assert accepted.status == "active"
-    async with ctx.uow() as uow:
-        messages = (
-            await uow.session.execute(
-                select(func.count())
-                .select_from(ConsultationMessage)
-                .where(ConsultationMessage.consultation_id == view.id)
-            )
-        ).scalar_one()
-    assert messages == 1
+    async with session_factory() as session:
+        assert (await session.execute(select(func.count()).select_from(ConsultationMessage))).scalar_one() == 1
 
 
 async def test_no_handover_while_the_doctor_stays_on_duty_back_to_back(

@@ -375,8 +375,7 @@ async def mark_cancelled(
         [Consultation.status.in_(OPEN_STATUSES), Consultation.insured_person_id == person_id],
         {
             "status": "cancelled",
-            "offered_to_id": None,
-            "offer_expires_at": None,
+            "offer_expires_at": None,  # offered_to_id is kept: that doctor's late accept is a 409, not a 404
             "cancelled_at": now,
             "cancel_reason": reason,
         },

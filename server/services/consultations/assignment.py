@@ -42,12 +42,15 @@ from server.db.models import (
 from server.db.repositories import consultations as repo
 from server.db.repositories import roster as roster_repo
 from server.db.uow import UnitOfWork
-from server.domain import assignment
+from server.domain import assignment, escalation
 from server.domain import consultation as rules
 from server.domain import roster as roster_rules
+from server.services import audit
+from server.services import consultation_safety as safety
 from server.services.consultations.common import (
     DEFAULT_MAX_ACTIVE,
     MAX_QUEUE_PER_CYCLE,
+    RESOURCE,
     announce,
     return_offer_txn,
     to_state,
@@ -108,26 +111,52 @@ async def run_assignment_cycle(ctx: ServiceContext) -> int:
     """
     now = ctx.clock.now()
     shifts = await _shifts_around(ctx, now)
-    await _return_and_hand_over(ctx, now, shifts)
+    await _return_lapsed_offers(ctx, now, shifts)
+    await safety.disconnect_sweep(ctx, shifts, now)
     async with ctx.uow() as uow:
-        queued = [
-            (c.id, c.specialty, list(c.skipped_doctor_ids or []))
-            for c in await repo.queued_consultations(uow.session, limit=MAX_QUEUE_PER_CYCLE)
-        ]
+        rows = await repo.queued_consultations(uow.session, limit=MAX_QUEUE_PER_CYCLE)
+        queued = [(c.id, c.specialty, safety.waiting_request(c)) for c in rows]
         on_duty_ids = {d for c in queued for d in roster_rules.on_duty(shifts, now, c[1])}
         accounts = await repo.doctors(uow.session, on_duty_ids)
+        online = await safety.connected_ids(uow.session, now, accounts)
         max_active = {doctor_id: account.max_active_consultations for doctor_id, account in accounts.items()}
         loads = await repo.doctor_loads(uow.session, max_active)
     offers = 0
-    for consultation_id, specialty, skipped in queued:
-        candidates = _candidates(shifts, now, specialty, max_active, loads)
-        if _pick(candidates, specialty, skipped, now, _min_remaining(ctx)) is None:
+    for consultation_id, specialty, waiting in queued:
+        candidates = _candidates(shifts, now, specialty, max_active, loads, online)
+        plan = escalation.plan_offer(
+            waiting, candidates, DEFAULT_MAX_ACTIVE, now, safety.policy(ctx), _min_remaining(ctx)
+        )
+        if plan.action is escalation.OfferAction.WAIT:
             continue  # nobody can take it now: no transaction needed
+        if plan.action is escalation.OfferAction.END_ROUND:
+            await _end_round(ctx, consultation_id, now)
+            continue
         doctor_id = await _offer_one(ctx, consultation_id, shifts, now)
         if doctor_id is not None:
             loads[doctor_id] = loads.get(doctor_id, 0) + 1
             offers += 1
+    await safety.check_escalations(ctx, [c[0] for c in queued], shifts, now)
+    await safety.push_positions(ctx, float(ctx.settings.consultation_avg_minutes))
     return offers
+
+
+async def _end_round(ctx: ServiceContext, consultation_id: int, now: datetime) -> None:
+    """Everyone eligible passed on it: the round ends (no new offer before the pause) and it is audited (R11.7)."""
+    async with ctx.uow() as uow:
+        row = await repo.refresh_consultation(uow.session, consultation_id)
+        if row is None or not await repo.mark_round_ended(uow.session, consultation_id, now):
+            return
+        await audit.record_txn(
+            ctx,
+            uow.session,
+            safety.SYSTEM,
+            action="consultation.round_ended",
+            resource_type=RESOURCE,
+            resource_id=consultation_id,
+            patient_id=row.insured_person_id,
+        )
+        await uow.commit()
 
 
 async def _shifts_around(ctx: ServiceContext, now: datetime) -> list[roster_rules.Shift]:
@@ -150,8 +179,9 @@ def _candidates(
     specialty: str,
     max_active: dict[int, int],
     loads: dict[int, int],
+    online: frozenset[int],
 ) -> list[assignment.DoctorLoad]:
-    """The active doctors on duty for ``specialty`` now, with their loads and limits."""
+    """The active, connected doctors on duty for ``specialty`` now, with their loads and limits (R11.7)."""
     return [
         assignment.DoctorLoad(
             doctor_id=doctor_id,
@@ -162,95 +192,63 @@ def _candidates(
             max_active=max_active[doctor_id],
         )
         for doctor_id in roster_rules.on_duty(shifts, now, specialty)
-        if doctor_id in max_active
+        if doctor_id in max_active and doctor_id in online
     ]
 
 
-def _pick(
-    candidates: list[assignment.DoctorLoad],
-    specialty: str,
-    skipped: list[int],
-    now: datetime,
-    min_remaining: timedelta,
-) -> tuple[int, bool] | None:
-    """The doctor to offer to and whether that starts a new round (rule 5), or ``None``."""
+async def _return_lapsed_offers(ctx: ServiceContext, now: datetime, shifts: list[roster_rules.Shift]) -> None:
+    """Rules 1-2: lapsed offers (counted and audited, R11.7, R11.8) and offers to doctors leaving duty.
 
-    def choose(excluded: frozenset[int]) -> int | None:
-        return assignment.choose_doctor(candidates, specialty, excluded, DEFAULT_MAX_ACTIVE, now, min_remaining)
-
-    doctor_id = choose(frozenset(skipped))
-    if doctor_id is not None:
-        return doctor_id, False
-    if not skipped:
-        return None
-    # Everyone who could take it has passed: a new round, the doctor who passed last being last choice.
-    doctor_id = choose(frozenset(skipped[-1:]))
-    if doctor_id is None:
-        doctor_id = choose(frozenset())
-    return (doctor_id, True) if doctor_id is not None else None
-
-
-async def _return_and_hand_over(ctx: ServiceContext, now: datetime, shifts: list[roster_rules.Shift]) -> None:
-    """Rules 1-3: lapsed offers, offers to doctors leaving duty, active consultations of doctors gone."""
+    An active consultation is never taken from its doctor at shift end (R11.8): they finish it,
+    unless they hand it over; only a lost connection past the grace returns it (``disconnect_sweep``).
+    """
     async with ctx.uow() as uow:
         due = [
             c.id
-            for c in await repo.consultations_in(uow.session, (rules.Status.OFFERED, rules.Status.ACTIVE))
+            for c in await repo.consultations_in(uow.session, (rules.Status.OFFERED,))
             if _due_action(ctx, c, now, shifts) is not None
         ]
     for consultation_id in due:
         async with ctx.uow() as uow:
             row = await repo.refresh_consultation(uow.session, consultation_id)
-            if row is not None and await _return_or_hand_over_txn(ctx, uow, row, now, shifts):
+            if row is not None and await _return_offer_due_txn(ctx, uow, row, now, shifts):
                 await uow.commit()
 
 
 def _due_action(
     ctx: ServiceContext, row: Consultation, now: datetime, shifts: Sequence[roster_rules.Shift]
 ) -> str | None:
-    """What the cycle must do with an offered or active consultation: rules 1-3, or ``None``."""
+    """What the cycle must do with an offered consultation: rules 1-2, or ``None``."""
     if row.status == rules.Status.OFFERED and row.offered_to_id is not None:
         if rules.offer_expired(to_state(row), now):
             return "offer_expired"
         minutes = ctx.settings.offer_min_remaining_shift_minutes
         if roster_rules.shift_ending_within(shifts, row.offered_to_id, now, minutes, specialty=row.specialty):
             return "shift_ending"
-        return None
-    if row.status == rules.Status.ACTIVE and row.doctor_id is not None:
-        grace = timedelta(minutes=ctx.settings.handover_grace_minutes)
-        return "handover" if _handover_due(shifts, row.doctor_id, row.specialty, now, grace) else None
     return None
 
 
-async def _return_or_hand_over_txn(
+async def _return_offer_due_txn(
     ctx: ServiceContext, uow: UnitOfWork, row: Consultation, now: datetime, shifts: list[roster_rules.Shift]
 ) -> bool:
     """Apply ``_due_action`` to a row read inside the transaction; ``False`` when nothing (or someone else) did."""
     action = _due_action(ctx, row, now, shifts)
-    if action == "offer_expired" and row.offered_to_id is not None:
-        return await return_offer_txn(ctx, uow, row, row.offered_to_id, skip=True, reason=action)
-    if action == "shift_ending" and row.offered_to_id is not None:
-        return await return_offer_txn(ctx, uow, row, row.offered_to_id, skip=False, reason=action)
-    if action == "handover" and row.doctor_id is not None:
-        doctor_id = row.doctor_id
-        rules.hand_over(to_state(row), doctor_id)
-        skipped = [*(d for d in row.skipped_doctor_ids or [] if d != doctor_id), doctor_id]
-        if not await repo.mark_handed_over(uow.session, row.id, doctor_id, skipped):
-            return False
-        announce(ctx, uow, row, rules.Status.QUEUED.value, doctors=[doctor_id], reason="handover")
-        log.info("consultation %s handed over: doctor %s is off duty", row.id, doctor_id)
-        return True
-    return False
-
-
-def _handover_due(
-    shifts: Sequence[roster_rules.Shift], doctor_id: int, specialty: str, now: datetime, grace: timedelta
-) -> bool:
-    """Whether an active consultation must be handed over: its doctor left duty at least ``grace`` ago."""
-    if doctor_id in roster_rules.on_duty(shifts, now, specialty):
+    if row.offered_to_id is None or action is None:
         return False
-    ended = [s.ends_at for s in shifts if s.doctor_id == doctor_id and s.specialty == specialty and s.ends_at <= now]
-    return not ended or now - max(ended) >= grace
+    doctor_id = row.offered_to_id
+    lapsed = action == "offer_expired"
+    if not await return_offer_txn(ctx, uow, row, doctor_id, skip=lapsed, reason=action, lapsed=lapsed):
+        return False
+    await audit.record_txn(
+        ctx,
+        uow.session,
+        safety.SYSTEM,
+        action=f"consultation.offer_{'lapsed' if lapsed else 'withdrawn'}",
+        resource_type=RESOURCE,
+        resource_id=row.id,
+        patient_id=row.insured_person_id,
+    )
+    return True
 
 
 async def _offer_one(
@@ -270,11 +268,19 @@ async def _offer_one(
         accounts = await repo.doctors(session, roster_rules.on_duty(shifts, now, specialty))
         max_active = {doctor_id: account.max_active_consultations for doctor_id, account in accounts.items()}
         loads = await repo.doctor_loads(session, max_active)
-        candidates = _candidates(shifts, now, specialty, max_active, loads)
-        picked = _pick(candidates, specialty, list(consultation.skipped_doctor_ids or []), now, _min_remaining(ctx))
-        if picked is None:
+        online = await safety.connected_ids(session, now, max_active)
+        candidates = _candidates(shifts, now, specialty, max_active, loads, online)
+        plan = escalation.plan_offer(
+            safety.waiting_request(consultation),
+            candidates,
+            DEFAULT_MAX_ACTIVE,
+            now,
+            safety.policy(ctx),
+            _min_remaining(ctx),
+        )
+        if plan.doctor_id is None:
             return None
-        doctor_id, new_round = picked
+        doctor_id, new_round = plan.doctor_id, plan.action is escalation.OfferAction.NEW_ROUND
         # Offers to one doctor are made one at a time: lock their row, then count their load again.
         account = await repo.lock_doctor(session, doctor_id)
         load = (await repo.doctor_loads(session, [doctor_id]))[doctor_id]
@@ -299,6 +305,15 @@ async def _offer_one(
                 "channel": consultation.channel,
                 "expires_at": deadline.isoformat(),
             },
+        )
+        await audit.record_txn(
+            ctx,
+            session,
+            safety.SYSTEM,
+            action="consultation.offer",
+            resource_type=RESOURCE,
+            resource_id=consultation_id,
+            patient_id=consultation.insured_person_id,
         )
         await uow.commit()
     log.info("consultation %s offered to doctor %s until %s", consultation_id, doctor_id, deadline.isoformat())

@@ -75,13 +75,23 @@ def announce(
 
 
 async def return_offer_txn(
-    ctx: ServiceContext, uow: UnitOfWork, consultation: Consultation, doctor_id: int, *, skip: bool, reason: str
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    consultation: Consultation,
+    doctor_id: int,
+    *,
+    skip: bool,
+    reason: str,
+    lapsed: bool = False,
 ) -> bool:
-    """offered -> queued (conditional); with ``skip`` the doctor is not offered it again this round."""
+    """offered -> queued (conditional); with ``skip`` the doctor is not offered it again this round (R11.7).
+
+    ``lapsed`` counts an unanswered offer towards escalation.
+    """
     skipped = list(consultation.skipped_doctor_ids or [])
     if skip and doctor_id not in skipped:
         skipped.append(doctor_id)
-    if not await repo.mark_offer_returned(uow.session, consultation.id, doctor_id, skipped):
+    if not await repo.mark_offer_returned(uow.session, consultation.id, doctor_id, skipped, lapsed=lapsed):
         return False
     announce(ctx, uow, consultation, rules.Status.QUEUED.value, doctors=[doctor_id], reason=reason)
     return True

@@ -29,6 +29,7 @@ from server.domain.errors import Conflict, InvalidInput, NotFound, RuleViolation
 from server.domain.icd10 import ERR_INVALID_ICD10
 from server.domain.routing import person_timezone
 from server.services import audit
+from server.services import consultation_safety as safety
 from server.services.consultations.assignment import assign_soon
 from server.services.consultations.common import COMPONENT, RESOURCE, SERVICE_NAME, announce, to_state
 from server.services.consultations.views import ConsultationView, views_of
@@ -187,6 +188,9 @@ async def complete_consultation(
                 dispatch_queue_channel(),
                 {"type": EVENT_DISPATCH_QUEUE_CHANGED, "dispatch_request_id": dispatch.id, "source": dispatch.source},
             )
+        if completion.outcome is rules.Outcome.EMERGENCY:
+            # An urgent item for the dispatchers at once, with the phone, the city and the doctor's note.
+            await safety.emergency_alert_txn(ctx, uow, fresh, person, completion.notes, now)
         event_id = event.id
         await uow.commit()
         view = (await views_of(ctx, session, [fresh], principal, now))[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -10,7 +11,10 @@ from server.db.models import (
     Consultation,
 )
 from server.db.repositories import consultations as repo
+from server.db.repositories import roster as roster_repo
+from server.db.uow import UnitOfWork
 from server.domain import consultation as rules
+from server.domain import roster as roster_rules
 from server.domain.errors import Conflict, NotFound
 from server.services import audit
 from server.services.consultations.assignment import assign_soon
@@ -18,6 +22,7 @@ from server.services.consultations.common import RESOURCE, announce, return_offe
 from server.services.consultations.views import ConsultationView, views_of
 from server.services.context import ServiceContext
 from server.services.identity import Principal
+from server.services.roster import to_domain_shift
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,11 @@ async def accept_offer(ctx: ServiceContext, principal: Principal, consultation_i
     expired = False
     async with ctx.uow() as uow:
         session = uow.session
+        urgent = await _accept_urgent_txn(ctx, uow, principal, consultation_id, now)
+        if urgent is not None:
+            await uow.commit()
+            log.info("urgent consultation %s taken by doctor %s (R11.6)", consultation_id, doctor_id)
+            return (await views_of(ctx, session, [urgent], principal, now))[0]
         consultation = await _locked_for_doctor(session, consultation_id, doctor_id)
         specialty = consultation.specialty
         if consultation.status == rules.Status.ACTIVE and consultation.doctor_id == doctor_id:
@@ -97,6 +107,43 @@ async def accept_offer(ctx: ServiceContext, principal: Principal, consultation_i
             details={"consultation_id": consultation_id},
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _accept_urgent_txn(
+    ctx: ServiceContext, uow: UnitOfWork, principal: Principal, consultation_id: int, now: datetime
+) -> Consultation | None:
+    """An urgent request is offered to every on-duty doctor of the specialty at once; the first to accept wins (R11.6).
+
+    Returns:
+        The consultation now held by the caller, or ``None`` when it is not an urgent waiting request
+        this doctor may take (the ordinary accept then decides).
+    """
+    session = uow.session
+    consultation = await repo.get_consultation(session, consultation_id, for_update=True)
+    if consultation is None or not consultation.urgent:
+        return None
+    if consultation.status not in (rules.Status.QUEUED, rules.Status.OFFERED):
+        return None
+    stored = await roster_repo.shifts_overlapping(session, now, now + timedelta(seconds=1))
+    on_duty = roster_rules.on_duty([to_domain_shift(s) for s in stored], now, consultation.specialty)
+    if principal.subject_id not in on_duty:
+        return None
+    previous = consultation.offered_to_id
+    if not await repo.mark_urgent_accepted(session, consultation_id, principal.subject_id, now):
+        return None
+    await audit.record_txn(
+        ctx,
+        session,
+        principal,
+        action="consultation.accept.urgent",
+        resource_type=RESOURCE,
+        resource_id=consultation_id,
+        patient_id=consultation.insured_person_id,
+    )
+    fresh = await repo.refresh_consultation(session, consultation_id)
+    assert fresh is not None
+    announce(ctx, uow, fresh, rules.Status.ACTIVE.value, doctors=[principal.subject_id, previous])
+    return fresh
 
 
 async def decline_offer(ctx: ServiceContext, principal: Principal, consultation_id: int) -> ConsultationView:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,12 +12,16 @@ from server.db.models import (
 )
 from server.db.repositories import consultations as repo
 from server.domain import consultation as rules
+from server.domain import red_flags as red_flag_rules
 from server.domain import roster as roster_rules
 from server.domain.consultation_coverage import PolicyYear, policy_year
 from server.domain.coverage import evaluate_coverage
+from server.domain.decisions import Reason
 from server.domain.errors import Conflict, NotFound, RuleViolation
+from server.domain.escalation import EscalationReason
 from server.domain.routing import local_date, person_timezone
-from server.services import audit
+from server.services import audit, consents
+from server.services import consultation_safety as safety
 from server.services.consultations.assignment import assign_soon
 from server.services.consultations.common import COMPONENT, RESOURCE, announce
 from server.services.consultations.views import AllowanceView, ConsultationView, view_for
@@ -31,7 +36,14 @@ log = logging.getLogger(__name__)
 
 
 async def request_consultation(
-    ctx: ServiceContext, principal: Principal, *, channel: str, specialty: str, complaints: str
+    ctx: ServiceContext,
+    principal: Principal,
+    *,
+    channel: str,
+    specialty: str,
+    complaints: str,
+    red_flags: Mapping[str, object] | None = None,
+    confirm_urgent: bool = False,
 ) -> ConsultationView:
     """An insured person asks for a consultation; it is checked, queued and offered (R10.2, R11).
 
@@ -41,6 +53,8 @@ async def request_consultation(
         channel: ``text``, ``audio`` or ``video``.
         specialty: ``general_practice`` or another telemedicine specialty.
         complaints: What the person complains of (1-2000 characters).
+        red_flags: The answers to the red-flag checklist (R11.6), every question true or false.
+        confirm_urgent: After being told to call 103/112 the patient still asks for an urgent consultation.
 
     Returns:
         The queued (or already offered) consultation with its queue position and estimated wait.
@@ -52,8 +66,22 @@ async def request_consultation(
         RuleViolation: no telemedicine in the program or policy not valid today (R10.1, R10.2,
             R2.2), or the yearly allowance is used up (R11.3).
         Conflict: ``consultation_open`` when the person already has an open consultation.
+        RuleViolation: ``red_flags_call_emergency`` (R11.6) when a red flag is "yes" and the patient has
+            not yet confirmed after being told to call 103/112.
+        ConsentRequired: 428 ``consent_required`` without both consents (checklist E1).
     """
     request = rules.validate_request(complaints, specialty, channel)
+    assessment = red_flag_rules.assess_red_flags(red_flags)
+    if assessment.urgent and not confirm_urgent:
+        notice = safety.red_flag_notice(assessment.flags)
+        raise RuleViolation(
+            str(notice["en"]),
+            code=red_flag_rules.ERR_CALL_EMERGENCY,
+            reasons=(
+                Reason("R11.6", "a red flag was answered yes: call 103/112 now", {"flags": list(assessment.flags)}),
+            ),
+            details={**notice, "confirm_with": {"confirm_urgent": True}},
+        )
     now = ctx.clock.now()
     async with ctx.uow() as uow:
         session = uow.session
@@ -61,6 +89,7 @@ async def request_consultation(
         if person is None:
             raise NotFound("no such insured person")
         today = local_date(now, person_timezone(person.city))  # R10.3: the person's own date
+        await consents.require_txn(session, person.id)
         records = await load_coverage_records(session, person)
         coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, COMPONENT, today)
         if not coverage.allowed:
@@ -99,9 +128,14 @@ async def request_consultation(
             referral_services=[],
             last_seq=0,
             requested_at=now,
+            red_flags=assessment.as_dict(),
+            urgent=assessment.urgent,
+            lapses=0,
         )
         session.add(consultation)
         await session.flush()
+        if assessment.urgent:
+            await safety.urgent_request_txn(ctx, uow, consultation, now)
         consultation_id = consultation.id
         await audit.record_txn(
             ctx,
@@ -125,6 +159,12 @@ async def request_consultation(
             " (R11.2 roster gap)" if request.specialty in roster_rules.ALWAYS_COVERED else "",
         )
         await ensure_gap_alert_now(ctx, request.specialty)
+        async with ctx.uow() as uow:
+            row = await repo.get_consultation(uow.session, consultation_id)
+            if row is not None and row.escalated_at is None:
+                await safety.escalate_txn(ctx, uow, row, EscalationReason.NOBODY_ON_DUTY, ctx.clock.now())
+                await uow.commit()
+        view = await view_for(ctx, consultation_id, principal)
     return view
 
 

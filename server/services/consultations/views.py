@@ -17,10 +17,13 @@ from server.db.models import (
 from server.db.repositories import consultations as repo
 from server.db.repositories import roster as roster_repo
 from server.domain import consultation as rules
+from server.domain import escalation as escalation_rules
 from server.domain import roster as roster_rules
-from server.domain.errors import InvalidInput, NotFound
-from server.domain.icd10 import validate_icd10
+from server.domain import wait as wait_rules
+from server.domain.errors import NotFound
+from server.domain.icd10 import describe_icd10
 from server.services import audit
+from server.services import consultation_safety as safety
 from server.services.consultations.common import DEFAULT_MAX_ACTIVE, EMERGENCY_PHONES, RECENT_COMPLETED, RESOURCE
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, ROLE_DOCTOR, ROLE_INSURED, Principal
@@ -83,6 +86,10 @@ class ConsultationView:
     doctor_on_duty: bool | None = None
     notice: str | None = None
     summary: SummaryView | None = None
+    urgent: bool = False
+    wait_basis: str | None = None
+    escalated: bool = False
+    addenda: list[safety.AddendumView] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,21 +219,30 @@ async def views_of(
     views: list[ConsultationView] = []
     for c in rows:
         position = wait = duty = None
+        basis: str | None = None
         notice = None
         if c.status in (rules.Status.QUEUED, rules.Status.OFFERED):
             if shifts is None:
                 shifts = [
                     to_domain_shift(s)
-                    for s in await roster_repo.shifts_overlapping(session, now, now + timedelta(seconds=1))
+                    for s in await roster_repo.shifts_overlapping(session, now, now + wait_rules.DEFAULT_HORIZON)
                 ]
-            position = await repo.waiting_ahead(session, c) + 1
             duty = len(roster_rules.on_duty(shifts, now, c.specialty))
             average = await repo.recent_average_minutes(session, c.specialty)
-            estimate = rules.estimate_wait(position, duty, average or float(ctx.settings.consultation_avg_minutes))
-            wait = estimate.minutes
+            estimate = await safety.honest_wait(
+                ctx, session, c, shifts, now, average or float(ctx.settings.consultation_avg_minutes)
+            )
+            position, wait, basis = estimate.position, estimate.minutes, estimate.basis.value
             if duty == 0:
                 notice = await _nobody_on_duty_notice(session, c.specialty, now)
+                if c.escalated_at is not None:  # the alert row exists: only then is this said (R11.2, R11.7)
+                    notice += " The duty team has been alerted (R11.2, R11.7) and can call you back."
+            elif c.escalated_at is not None and c.escalation_reason:
+                notice = escalation_rules.PATIENT_MESSAGES[escalation_rules.EscalationReason(c.escalation_reason)]
+            elif wait is None:
+                notice = "We cannot say how long the wait is: no doctor of this specialty can take a new request now."
         summary = await _summary(session, c) if c.status == rules.Status.COMPLETED else None
+        addenda = (await safety.addenda_for(session, [c.id]))[c.id] if c.status == rules.Status.COMPLETED else []
         views.append(
             ConsultationView(
                 id=c.id,
@@ -252,6 +268,10 @@ async def views_of(
                 doctor_on_duty=None if duty is None else duty > 0,
                 notice=notice,
                 summary=summary,
+                urgent=bool(c.urgent),
+                wait_basis=basis,
+                escalated=c.escalated_at is not None,
+                addenda=addenda,
             )
         )
     return views
@@ -261,16 +281,15 @@ async def _nobody_on_duty_notice(session: AsyncSession, specialty: str, now: dat
     practitioner = roster_rules.get_specialty(specialty).practitioner
     upcoming = await roster_repo.next_shift_start(session, specialty, now)
     when = f"; the next shift starts at {upcoming.isoformat()}" if upcoming else "; no shift is scheduled yet"
-    alarm = " The duty team has been alerted (R11.2)." if specialty in roster_rules.ALWAYS_COVERED else ""
-    return f"No {practitioner} is on duty right now: your request stays in the queue{when}.{alarm}"
+    options = "" if specialty == roster_rules.GENERAL_PRACTICE else " You can ask a general practitioner instead."
+    return f"No {practitioner} is on duty right now: your request stays in the queue{when}.{options}"
 
 
 async def _summary(session: AsyncSession, c: Consultation) -> SummaryView:
     """The patient summary of a completed consultation: diagnosis, notes and where to go next."""
     description = ""
     if c.icd10_code:
-        with contextlib.suppress(InvalidInput):
-            description = validate_icd10(c.icd10_code).description
+        description = describe_icd10(c.icd10_code)
     clinic = None
     if c.referral_route == rules.RouteKind.ATTACHED_CLINIC:
         person = await repo.get_person(session, c.insured_person_id)
