@@ -184,7 +184,7 @@ async def test_consents_given_recorded_and_withdrawn(
     ctx: ServiceContext, factories: Factories, clock: FixedClock
 ) -> None:
     """Checklist E1: both consents before a consultation; who, when, which version, from where; withdrawal."""
-    person = await factories.insured()
+    person = await factories.insured(consented=False)
     patient = Principal("insured", person.id, "insured", "sid", clock.now() + timedelta(minutes=15))
     async with ctx.uow() as uow:
         with pytest.raises(ConsentRequired):
