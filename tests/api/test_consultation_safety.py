@@ -305,6 +305,7 @@ async def test_a_waiting_patient_whose_place_changes_is_told_without_asking(
         assert (
             await client.post(f"/api/consultations/{first['id']}/cancel", json={}, headers=first_tokens)
         ).status == 200
+        await _cycle(ctx)  # the background loop, nudged by the change (its interval is 0 in tests)
         while True:
             _, message = await asyncio.wait_for(subscription.get(), 5)
             if message.get("type") == "queue.position" and message["position"] == 1:

@@ -121,6 +121,7 @@ async def test_r11_7_when_every_doctor_has_passed_the_round_ends_it_escalates_an
     await service.decline_offer(ctx, _principal("doctor", first.id), view.id)
     assert (await _get(ctx, view.id)).offered_to_id == second.id
     await service.decline_offer(ctx, _principal("doctor", second.id), view.id)
+    await service.run_assignment_cycle(ctx)  # the background loop, nudged by the decline
     row = await _get(ctx, view.id)
     assert (row.status, row.offered_to_id, row.escalation_reason) == ("queued", None, "round_exhausted")
     assert row.round_ended_at == clock.now()
