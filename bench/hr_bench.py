@@ -337,7 +337,7 @@ async def bench(args: argparse.Namespace) -> None:
             process = _start(["-m", "server.cli", "serve", "--skip-migrations", "--port", str(port)], env)
             base = f"http://127.0.0.1:{port}"
             await _wait_ready(base, process)
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
                 async with session.post(
                     base + "/api/auth/login", json={"username": usernames[0], "password": PASSWORD}
                 ) as response:

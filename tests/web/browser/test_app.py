@@ -330,6 +330,8 @@ PAGES = [
     ("dispatcher-queue", "dispatcher", "/#/dispatcher", "[data-testid=dispatch-queue]"),
     ("dispatcher-person", "dispatcher", "/#/dispatcher/person/1", ".facts"),
     ("admin-roster", "admin", "/#/admin", "table"),
+    ("hr-login", None, "/#/hr", "#login-username"),
+    ("hr-usage", "hr", "/#/hr", ".hr-figures"),
 ]
 
 
@@ -355,7 +357,7 @@ def test_every_page_is_accessible_and_photographed(
                 login_patient(page, demo)
             elif role == "doctor":
                 login_staff(page, demo, "doctor", state["doctor"])
-            elif role in ("dispatcher", "admin"):
+            elif role in ("dispatcher", "admin", "hr"):
                 login_staff(page, demo, role, role)
             sessions[key] = page
         return sessions[key]
