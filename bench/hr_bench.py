@@ -333,6 +333,8 @@ async def bench(args: argparse.Namespace) -> None:
                 "TELEMED_ASSIGNMENT_INTERVAL_SECONDS": "0",
                 "TELEMED_ROSTER_CHECK_INTERVAL_SECONDS": "0",
                 "TELEMED_LOGIN_STARTS_PER_ADDRESS_PER_HOUR": "100000",
+                # The first request of each month is measured cold: no background freezing here.
+                "TELEMED_HR_FREEZE_INTERVAL_SECONDS": "0",
             }
             process = _start(["-m", "server.cli", "serve", "--skip-migrations", "--port", str(port)], env)
             base = f"http://127.0.0.1:{port}"

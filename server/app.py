@@ -153,13 +153,13 @@ def setup_areas(app: web.Application) -> None:
         admin_staff_routes,
         chat_routes,
         calls_routes,
-        hr_routes,
         portal_routes,
     ):
         app.router.add_routes(module.routes)
     clinical_routes.setup(app)  # before consultations: /api/consultations/red-flags is not an id
     roster_routes.setup(app)
     consultation_routes.setup(app)
+    hr_routes.setup(app)
     realtime_setup.setup(app)
 
 

@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     disconnect_grace_seconds: int = Field(default=120, ge=0, le=3600)
     # Corporate HR (R12.5): the smallest group a figure may describe; raised, never lowered (checklist F1).
     hr_min_cell: int = Field(default=11, ge=11, le=1000)
+    # How often each process checks for a newly closed month to freeze for every client (0: never).
+    hr_freeze_interval_seconds: float = Field(default=3600.0, ge=0)
     # The insurer's average prices, for the cost of services used shown against the premium paid.
     hr_consultation_price: Decimal = Field(default=Decimal("1500.00"), ge=0)
     hr_visit_price: Decimal = Field(default=Decimal("3500.00"), ge=0)

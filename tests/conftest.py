@@ -91,6 +91,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, 
         # Background loops off: tests drive the assignment cycle and the roster check by hand.
         "assignment_interval_seconds": 0,
         "roster_check_interval_seconds": 0,
+        "hr_freeze_interval_seconds": 0,
         "audit_checkpoint_interval_seconds": 0,
     }
     return Settings(**{**defaults, **overrides})

@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import Field
 
 from server.api.endpoints import ApiModel, current_principal, endpoint
+from server.background import periodic_job_ctx
 from server.keys import context_key
 from server.services import hr as service
 from server.services.hr_passport import passport_pdf
@@ -175,3 +176,13 @@ async def hr_passport(request: web.Request, query: HrMonthQuery) -> web.Response
 async def hr_account_manager(request: web.Request) -> service.HrAccountManagerView:
     """Contacts of the account manager."""
     return await service.account_manager(request.app[context_key], current_principal(request))
+
+
+def setup(app: web.Application) -> None:
+    """Add the HR routes and the job that freezes each client's month as it closes."""
+    app.router.add_routes(routes)
+    app.cleanup_ctx.append(
+        periodic_job_ctx(
+            "hr-freeze-closed-months", service.freeze_closed_months, lambda ctx: ctx.settings.hr_freeze_interval_seconds
+        )
+    )

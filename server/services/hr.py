@@ -282,6 +282,32 @@ def _figures_view(payload: dict[str, Any]) -> HrFigures:
     return HrFigures(**figures)
 
 
+async def freeze_closed_months(ctx: ServiceContext) -> int:
+    """Freeze the newest published month of every corporate client that has not got it yet.
+
+    Run in the background as months close, so that HR's first look at a month is a read of its
+    snapshot, not the aggregate queries and the suppression's linear programs. Any process may run
+    it; the snapshot's unique key makes the first one to finish the one that counts.
+
+    Returns:
+        How many months were frozen in this run.
+    """
+    today = _today(ctx)
+    frozen = 0
+    async with ctx.uow() as uow:
+        clients = await repo.corporate_clients_since(uow.session)
+    for policyholder_id, since in clients:
+        months = published_months(today, since)
+        if not months:
+            continue
+        async with ctx.uow() as uow:
+            exists = await repo.get_snapshot(uow.session, policyholder_id, months[0].key)
+        if exists is None:
+            await month_snapshot(ctx, policyholder_id, months[0])
+            frozen += 1
+    return frozen
+
+
 async def periods(ctx: ServiceContext, principal: Principal) -> HrPeriodsView:
     """Closed months (and their weeks) since the company's first policy began."""
     company_id = (await _company(ctx, principal, "hr.periods.read", "periods")).id

@@ -366,3 +366,19 @@ async def test_the_demo_gives_hr_closed_months_to_look_at_r12(
     assert tables["staff"]["rows"][0]["value"] == 300
     shown = [r for r in tables["consultations_by_channel"]["rows"] if r["value"] is not None]
     assert shown, "a 300-person company sees its channels"
+
+
+async def test_closed_months_are_frozen_in_the_background_r12_5(
+    client: TestClient[Any, Any], factories: Factories, ctx: Any
+) -> None:
+    """The job freezes each client's newest published month once; HR then reads it as it was frozen."""
+    from server.services.hr import freeze_closed_months
+
+    company = await _company(factories, consultations=20)
+    assert await freeze_closed_months(ctx) == 1
+    assert await freeze_closed_months(ctx) == 0
+    async with factories.session_factory() as session:
+        months = (await session.scalars(select(HrMonthSnapshot.month))).all()
+    assert months == ["2026-05"]
+    response = await _hr_get(client, factories, company["hr"], "/api/hr/usage?period=2026-05")
+    assert response.status == 200

@@ -289,6 +289,18 @@ async def earliest_policy_start(session: AsyncSession, policyholder_id: int) -> 
     return value
 
 
+async def corporate_clients_since(session: AsyncSession) -> list[tuple[int, date]]:
+    """Every corporate policyholder with the day its first policy began."""
+    rows = await session.execute(
+        select(Policyholder.id, func.min(Policy.starts_on))
+        .join(Policy, Policy.policyholder_id == Policyholder.id)
+        .where(Policyholder.kind == "corporate")
+        .group_by(Policyholder.id)
+        .order_by(Policyholder.id)
+    )
+    return [(int(pid), since) for pid, since in rows.all()]
+
+
 async def get_snapshot(session: AsyncSession, policyholder_id: int, month: str) -> HrMonthSnapshot | None:
     """A frozen month, if it was published already."""
     return await session.scalar(
