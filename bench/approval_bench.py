@@ -310,6 +310,7 @@ async def bulk_load(url: str, persons: int, letters: int, today: date) -> list[P
             [
                 "id",
                 "policy_id",
+                "insured_number",
                 "full_name",
                 "birth_date",
                 "phone",
@@ -323,6 +324,7 @@ async def bulk_load(url: str, persons: int, letters: int, today: date) -> list[P
                 (
                     plan.id,
                     1 + (plan.id - 1) // PERSONS_PER_POLICY,
+                    f"{plan.id:012d}",  # the card's number (a real one carries a check digit)
                     f"Person {plan.id}",
                     date(1980, 1, 1),
                     f"+7900{plan.id:07d}",
