@@ -187,7 +187,9 @@ class DispatchApprovalAnswer(ApiModel):
 async def list_requests(request: web.Request, query: QueueQuery) -> list[CoverageRequest]:
     """``unfinished`` lists open and in-progress items together."""
     statuses = ("open", "in_progress") if query.status == "unfinished" else (query.status,)
-    views = await service.queue(request.app[context_key], statuses, limit=query.limit)
+    views = await service.queue(
+        request.app[context_key], statuses, limit=query.limit, principal=current_principal(request)
+    )
     return [as_public(CoverageRequest, view) for view in views]
 
 

@@ -246,13 +246,21 @@ async def submit_insured_request(
     raise refusal
 
 
-async def queue(ctx: ServiceContext, statuses: Sequence[str] = ("open",), *, limit: int = 200) -> list[RequestView]:
+async def queue(
+    ctx: ServiceContext,
+    statuses: Sequence[str] = ("open",),
+    *,
+    limit: int = 200,
+    principal: Principal | None = None,
+) -> list[RequestView]:
     """The dispatchers' queue, oldest first, from insured persons and consultation referrals.
 
     Args:
         ctx: The service context.
         statuses: Which statuses to list.
         limit: At most this many.
+        principal: Who reads it; the queue shows names and complaints, so each person shown is an
+            audit row (checklist D1).
 
     Returns:
         The queue items with the person's name, city and service type.
@@ -260,7 +268,20 @@ async def queue(ctx: ServiceContext, statuses: Sequence[str] = ("open",), *, lim
     async with ctx.uow() as uow:
         requests = await repo.requests_by_status(uow.session, statuses, limit=limit)
         persons = await coverage_repo.person_names(uow.session, (r.insured_person_id for r in requests))
-        return [request_view(r, persons.get(r.insured_person_id)) for r in requests]
+        views = [request_view(r, persons.get(r.insured_person_id)) for r in requests]
+        if principal is not None:
+            for patient_id in sorted({r.insured_person_id for r in requests}):
+                await audit.record_txn(
+                    ctx,
+                    uow.session,
+                    principal,
+                    action="dispatch.queue.read",
+                    resource_type="dispatch_queue",
+                    resource_id=",".join(statuses)[:40],
+                    patient_id=patient_id,
+                )
+            await uow.commit()
+        return views
 
 
 async def take_request(ctx: ServiceContext, principal: Principal, request_id: int) -> RequestView:

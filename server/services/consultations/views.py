@@ -353,6 +353,18 @@ async def doctor_queue(ctx: ServiceContext, principal: Principal) -> DoctorQueue
         views = await views_of(ctx, session, rows, principal, now)
         waiting = await repo.waiting_counts(session, specialties)
         max_active = doctor.max_active_consultations if doctor else DEFAULT_MAX_ACTIVE
+        # The queue shows names and complaints: one audit row per patient shown (checklist D1).
+        for patient_id in sorted({v.patient_id for v in views}):
+            await audit.record_txn(
+                ctx,
+                session,
+                principal,
+                action="doctor.queue.read",
+                resource_type="doctor_queue",
+                resource_id=doctor_id,
+                patient_id=patient_id,
+            )
+        await uow.commit()
     return DoctorQueueView(
         on_duty_specialties=on_duty_for,
         duty_ends_at=roster_rules.duty_ends_at(shifts, doctor_id, now),
