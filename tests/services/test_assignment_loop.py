@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.clock import FixedClock
 from server.db.models import Consultation
+from server.domain import red_flags
 from server.services import consultations as service
 from server.services.consultations.assignment import nudge_assignment
 from server.services.context import ServiceContext
@@ -36,6 +37,8 @@ async def test_a_request_does_not_run_the_whole_cycle_r11_1(
     await factories.shift(silent)
     free = await factories.staff("doctor")
     await factories.shift(free)
+    for doctor in (silent, free):
+        await factories.online(doctor)  # only doctors with a live socket are offered requests (R11.7)
     lapsed = await factories.consultation(
         await factories.insured(),
         status="offered",
@@ -44,7 +47,12 @@ async def test_a_request_does_not_run_the_whole_cycle_r11_1(
     )
     assert await _status(session_factory, lapsed.id) == ("offered", silent.id)
     view = await service.request_consultation(
-        ctx, _patient((await factories.insured()).id), channel="text", specialty="general_practice", complaints="cough"
+        ctx,
+        _patient((await factories.insured()).id),
+        channel="text",
+        specialty="general_practice",
+        complaints="cough",
+        red_flags=dict.fromkeys(red_flags.CODES, False),
     )
     assert (view.status, (await _status(session_factory, view.id))[1]) == ("offered", free.id)
     assert await _status(session_factory, lapsed.id) == ("offered", silent.id)  # not the request's job
@@ -61,6 +69,7 @@ async def test_a_nudge_wakes_the_background_loop_at_once(
     """With an hour between cycles, a nudge over the bus still gets a waiting consultation offered in seconds."""
     doctor = await factories.staff("doctor")
     await factories.shift(doctor)
+    await factories.online(doctor)  # only doctors with a live socket are offered requests (R11.7)
     await asyncio.sleep(0.2)  # the loop's first run (at start-up) is over: the queue was empty then
     waiting = await factories.consultation(await factories.insured(), status="queued")
     assert await _status(session_factory, waiting.id) == ("queued", None)

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.db.models import ServiceUsed
+from server.domain import red_flags
 from server.domain.errors import RuleViolation
 from server.services import consultations as service
 from server.services.context import ServiceContext
@@ -38,7 +39,12 @@ async def test_allowance_used_in_december_is_not_renewed_in_january_R11_4(
     assert allowance.used == 2 and allowance.left == 0
     with pytest.raises(RuleViolation) as refused:
         await service.request_consultation(
-            ctx, principal("insured", person.id), complaints="sore throat", specialty="general_practice", channel="text"
+            ctx,
+            principal("insured", person.id),
+            complaints="sore throat",
+            specialty="general_practice",
+            channel="text",
+            red_flags=dict.fromkeys(red_flags.CODES, False),
         )
     assert refused.value.rules[0] == "R10.2"
     facts = refused.value.reasons[0].facts

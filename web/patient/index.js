@@ -91,14 +91,66 @@ function NotificationOptIn() {
   </div>`;
 }
 
+// E1: before the first consultation the patient gives the consent to telemedicine care and to
+// processing of health data, on the versioned texts the server serves (who, when, version and from
+// where are recorded there).
+function Consents({ status, onGiven }) {
+  const lang = useStore(language);
+  const [checked, setChecked] = useState({});
+  const action = useAction(async () => {
+    for (const text of status.texts.filter((x) => status.missing.includes(x.kind))) {
+      await post("/api/me/consents", { kind: text.kind, version: text.version, language: lang === "en" ? "en" : "ru" });
+    }
+    onGiven();
+  });
+  const missing = status.texts.filter((x) => status.missing.includes(x.kind));
+  const all = missing.every((x) => checked[x.kind]);
+  return html`<${Card} title=${t("p.consentTitle")}>
+    <form class="stack" onSubmit=${(e) => { e.preventDefault(); action.run(); }}>
+      ${missing.map((x) => html`<div class="consent">
+        <p class="prewrap">${lang === "en" ? x.en : x.ru}</p>
+        <label class="choice"><input type="checkbox" name=${"consent-" + x.kind} checked=${!!checked[x.kind]}
+          onChange=${(e) => setChecked({ ...checked, [x.kind]: e.target.checked })} /> ${t("p.consentAgree")}</label>
+      </div>`)}
+      <${ErrorBox} error=${action.error} />
+      <button class="btn btn-primary" type="submit" disabled=${action.busy || !all}>${t("p.consentGive")}</button>
+    </form>
+  </${Card}>`;
+}
+
 function RequestForm({ onCreated, allowance }) {
+  const lang = useStore(language);
   const [specialty, setSpecialty] = useState("general_practice");
   const [channel, setChannel] = useState("text");
   const [complaints, setComplaints] = useState("");
-  const action = useAction(async () => onCreated(await post("/api/consultations", { specialty, channel, complaints: complaints.trim() })));
+  const [checklist, setChecklist] = useState(null);
+  const [consents, setConsents] = useState(null);
+  const [answers, setAnswers] = useState({});
+  const [emergency, setEmergency] = useState(false);
+  const loadConsents = () => get("/api/me/consents").then(setConsents, () => setConsents({ missing: [], texts: [] }));
+  useEffect(() => {
+    get("/api/consultations/red-flags").then(setChecklist, () => setChecklist({ questions: [], if_any_yes: {} }));
+    loadConsents();
+  }, []);
+  const anyYes = Object.values(answers).some((v) => v === true);
+  const answeredAll = checklist && checklist.questions.every((q) => answers[q.code] !== undefined);
+  const send = (urgent) => post("/api/consultations", {
+    specialty, channel, complaints: complaints.trim(), red_flags: answers, confirm_urgent: urgent,
+  });
+  const action = useAction(async (urgent) => onCreated(await send(urgent)));
+  if (!checklist || !consents) return html`<${Spinner} />`;
+  if (consents.missing.length) return html`<${Consents} status=${consents} onGiven=${loadConsents} />`;
+  const submit = (e) => {
+    e.preventDefault();
+    unlockSound();
+    // R11.6: any "yes" tells the patient at once to call 103/112; the request, if made, is urgent.
+    if (anyYes && !emergency) setEmergency(true);
+    else action.run(anyYes);
+  };
+  const instruction = checklist.if_any_yes || {};
   return html`<${Card} title=${t("p.request")}>
     ${allowance && html`<p class="muted">${t("p.telemedLeft", { year: String(allowance.year) })}: ${t("p.telemedCount", { count: allowance.left, total: allowance.allowance_per_year })}</p>`}
-    <form class="stack" onSubmit=${(e) => { e.preventDefault(); unlockSound(); action.run(); }}>
+    <form class="stack" onSubmit=${submit}>
       <${Field} label=${t("p.specialty")} id="specialty">
         <select id="specialty" value=${specialty} onChange=${(e) => setSpecialty(e.target.value)}>
           ${SPECIALTIES.map((s) => html`<option value=${s}>${t("spec." + s)}</option>`)}
@@ -116,8 +168,26 @@ function RequestForm({ onCreated, allowance }) {
         <textarea id="complaints" required maxlength="2000" rows="4" aria-describedby="complaints-hint" value=${complaints}
           onInput=${(e) => setComplaints(e.target.value)}></textarea>
       </${Field}>
+      <fieldset class="field red-flags" data-testid="red-flags">
+        <legend>${t("p.redFlags")}</legend>
+        ${checklist.questions.map((q) => html`<div class="red-flag">
+          <span id=${"rf-" + q.code}>${lang === "en" ? q.en : q.ru}</span>
+          <span class="row" role="radiogroup" aria-labelledby=${"rf-" + q.code}>
+            <label class="choice"><input type="radio" name=${"rf-" + q.code} value="no" checked=${answers[q.code] === false}
+              onChange=${() => { setAnswers({ ...answers, [q.code]: false }); setEmergency(false); }} /> ${t("p.no")}</label>
+            <label class="choice"><input type="radio" name=${"rf-" + q.code} value="yes" checked=${answers[q.code] === true}
+              onChange=${() => setAnswers({ ...answers, [q.code]: true })} /> ${t("p.yes")}</label>
+          </span>
+        </div>`)}
+      </fieldset>
+      ${emergency && html`<div class="alert alert-error" role="alert" data-testid="emergency">
+        <p><strong>${lang === "en" ? instruction.en : instruction.ru}</strong></p>
+        <p>${t("p.urgentNote")}</p>
+      </div>`}
       <${ErrorBox} error=${action.error} />
-      <button class="btn btn-primary" type="submit" disabled=${action.busy}>${t("p.ask")}</button>
+      <button class="btn btn-primary" type="submit" disabled=${action.busy || !answeredAll}>
+        ${emergency ? t("p.askUrgent") : t("p.ask")}</button>
+      ${!answeredAll && html`<p class="hint">${t("p.redFlagsHint")}</p>`}
     </form>
   </${Card}>`;
 }

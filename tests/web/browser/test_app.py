@@ -68,6 +68,21 @@ def login_staff(page: Any, demo: DemoServer, role_path: str, username: str) -> N
     page.wait_for_selector("main h1")
 
 
+def prepare_request(page: Any) -> None:
+    """Give the consents if the page asks for them (E1) and answer the red-flag checklist "no" (R11.6)."""
+    page.wait_for_selector("#complaints, input[name^=consent-]")
+    consents = page.locator("input[name^=consent-]")
+    if consents.count():
+        for index in range(consents.count()):
+            consents.nth(index).check()
+        page.click("form button[type=submit]")
+        page.wait_for_selector("#complaints")
+    answers = page.locator("[data-testid=red-flags] input[value=no]")
+    answers.first.wait_for()
+    for index in range(answers.count()):
+        answers.nth(index).check()
+
+
 def _wait_text(page: Any, selector: str, text: str, timeout: float = 15_000) -> None:
     page.locator(selector, has_text=text).first.wait_for(timeout=timeout)
 
@@ -111,6 +126,7 @@ def test_consultation_end_to_end_with_a_network_drop(
     patient_context = _context(browser)
     patient = _watch(patient_context.new_page(), errors)
     login_patient(patient, demo)
+    prepare_request(patient)
     patient.fill("#complaints", "Болит горло и температура 37,8 со вчерашнего вечера")
     patient.click("form button[type=submit]")
     patient.wait_for_selector(".queue, .chat")
@@ -234,6 +250,7 @@ def test_a_refused_camera_gives_an_audio_only_call_that_says_why_and_the_device_
     patient_context.grant_permissions(["microphone"], origin=demo.base)
     patient = patient_context.new_page()
     login_patient(patient, demo)
+    prepare_request(patient)
     patient.check("input[name=channel][value=video]")
     patient.fill("#complaints", "Сыпь на руке, хочу показать врачу")
     patient.click("form button[type=submit]")
