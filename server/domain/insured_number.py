@@ -3,8 +3,10 @@
 A corporate policy covers hundreds of employees under one policy number, and two of them often
 share a birth date, so ``policy number + birth date`` cannot say who is logging in. Every insured
 person therefore has their own number: 11 random digits (the first not zero) and a Luhn check
-digit, so a mistyped digit or two swapped neighbours are caught before any lookup. It is an
-identifier, not a secret (checklist A7): login still needs the one-time code.
+digit (python-stdnum's), so a mistyped digit is caught before any lookup. Luhn misses exactly one
+swap of neighbours, ``09`` <-> ``90``; the generator never issues a number holding either pair,
+so every swap of two neighbours in an issued number is caught too. It is an identifier, not a
+secret (checklist A7): login still needs the one-time code.
 
 This module is the one generator; the insured-list import and the demo call
 :func:`new_insured_number`, the login and the card use :func:`normalize_insured_number` and
@@ -16,26 +18,19 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from stdnum import luhn
+
 INSURED_NUMBER_DIGITS = 12
-
-
-def luhn_check_digit(body: str) -> str:
-    """The Luhn digit that makes ``body + digit`` pass the Luhn check."""
-    total = 0
-    for index, char in enumerate(reversed(body)):
-        value = int(char)
-        if index % 2 == 0:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return str((10 - total % 10) % 10)
+_SWAPS_LUHN_MISSES = ("09", "90")
 
 
 def new_insured_number(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
     """A fresh 12-digit insured number (uniqueness is the database's unique index)."""
-    body = str(1 + randbelow(9)) + "".join(str(randbelow(10)) for _ in range(INSURED_NUMBER_DIGITS - 2))
-    return body + luhn_check_digit(body)
+    while True:
+        body = str(1 + randbelow(9)) + "".join(str(randbelow(10)) for _ in range(INSURED_NUMBER_DIGITS - 2))
+        number = body + luhn.calc_check_digit(body)
+        if not any(pair in number for pair in _SWAPS_LUHN_MISSES):
+            return number
 
 
 def normalize_insured_number(text: str) -> str | None:
@@ -43,7 +38,7 @@ def normalize_insured_number(text: str) -> str | None:
     digits = text.replace(" ", "").replace("-", "")
     if len(digits) != INSURED_NUMBER_DIGITS or not digits.isascii() or not digits.isdigit():
         return None
-    return digits if luhn_check_digit(digits[:-1]) == digits[-1] else None
+    return digits if luhn.is_valid(digits) else None
 
 
 def format_insured_number(number: str) -> str:

@@ -114,11 +114,24 @@ async def test_the_per_policy_ceiling_grows_with_the_persons_on_it_A8(client: Te
 
 
 def test_insured_numbers_carry_a_check_digit() -> None:
-    number = new_insured_number()
-    assert len(number) == 12 and number.isdigit() and number[0] != "0"
-    assert normalize_insured_number(format_insured_number(number)) == number
-    typo = number[:5] + str((int(number[5]) + 1) % 10) + number[6:]
-    assert normalize_insured_number(typo) is None
-    swapped = number[:3] + number[4] + number[3] + number[5:]
-    assert swapped == number or normalize_insured_number(swapped) is None
+    """Every mistyped digit and every swap of two neighbours is refused (A7), over many numbers."""
+    for _ in range(300):
+        number = new_insured_number()
+        assert len(number) == 12 and number.isdigit() and number[0] != "0"
+        assert normalize_insured_number(format_insured_number(number)) == number
+        for position in range(12):
+            typo = number[:position] + str((int(number[position]) + 1) % 10) + number[position + 1 :]
+            assert normalize_insured_number(typo) is None, (number, typo)
+        for position in range(11):
+            swapped = number[:position] + number[position + 1] + number[position] + number[position + 2 :]
+            assert swapped == number or normalize_insured_number(swapped) is None, (number, swapped)
+
+
+def test_the_generator_skips_the_one_swap_luhn_cannot_see() -> None:
+    """Luhn accepts ``09`` swapped for ``90``; a body that would hold either pair is drawn again."""
+    draws = iter([4, 0, 9] + [1] * 8 + [4] + [1] * 10)  # first body 5 0 9 ... holds "09": redrawn
+
+    number = new_insured_number(lambda _bound: next(draws))
+    assert "09" not in number and "90" not in number
+    assert number.startswith("5111") and normalize_insured_number(number) == number
     assert normalize_insured_number("\u0661" * 12) is None
