@@ -178,7 +178,7 @@ class DispatchApprovalAnswer(ApiModel):
     routes,
     "GET",
     "/api/dispatch/requests",
-    summary="The dispatchers' queue, oldest first (insured requests and consultation referrals)",
+    summary="The dispatchers' queue, oldest first (insured requests, consultation referrals, call-back requests)",
     tags=TAGS,
     roles=ROLES,
     query=QueueQuery,

@@ -15,8 +15,10 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import Call, Consultation
+from server.channels import EVENT_DISPATCH_QUEUE_CHANGED, dispatch_queue_channel
+from server.db.models import Call, Consultation, DispatchRequest
 from server.db.repositories import chat as chat_repo
+from server.db.uow import UnitOfWork
 from server.domain.errors import Conflict, NotFound
 from server.domain.participation import participant_of
 from server.services import audit
@@ -30,6 +32,7 @@ from signaling.relay import Joined
 log = logging.getLogger(__name__)
 
 RESOURCE: Final = "consultation_call"
+CALL_BACK_SOURCE: Final = "call_back"  # dispatch_requests.source of a call that stepped down to a call-back
 
 
 def _state(row: Call) -> rules.CallState:
@@ -199,9 +202,25 @@ class CallService:
         return (await self._transition(call_id, lambda s: rules.hang_up(s, part, now, reason)))[1]
 
     async def step_down(self, call_id: int, part: Part, step: str, reason: str) -> rules.CallState:
-        """Record one step down the ladder."""
+        """Record one step down the ladder; the first ``callback_request`` also queues a call-back.
+
+        The call-back lands in the dispatchers' queue in the same transaction as the step (issue 13,
+        item 6: the last rung must reach a person), and the queue is told live.
+        """
         now = self.now()
-        return (await self._transition(call_id, lambda s: rules.step_down(s, part, step, reason, now)))[1]
+        async with self.ctx.uow() as uow:
+            row = (
+                await uow.session.execute(select(Call).where(Call.id == call_id).with_for_update())
+            ).scalar_one_or_none()
+            if row is None:
+                raise NotFound("no such call", code=protocol.ERR_NOT_FOUND)
+            before = _state(row)
+            after = rules.step_down(before, part, step, reason, now)
+            _store(row, after)
+            if step == protocol.STEP_CALLBACK:
+                await _queue_call_back_txn(uow, row.consultation_id, now)
+            await uow.commit()
+        return after
 
     async def report_quality(self, call_id: int, part: Part, rtt_ms: float, loss_pct: float, jitter_ms: float) -> None:
         """Keep the worst figures each side reported."""
@@ -220,6 +239,42 @@ class CallService:
         async with self.ctx.uow() as uow:
             access = await chat_repo.get_access(uow.session, consultation_id)
         return access is not None and access.status == "active"
+
+
+async def _queue_call_back_txn(uow: UnitOfWork, consultation_id: int, now: datetime) -> None:
+    """One open call-back request per consultation in the dispatchers' queue (a repeat adds none)."""
+    session = uow.session
+    existing = (
+        await session.execute(
+            select(DispatchRequest.id).where(
+                DispatchRequest.consultation_id == consultation_id,
+                DispatchRequest.source == CALL_BACK_SOURCE,
+                DispatchRequest.status.in_(("open", "in_progress")),
+            )
+        )
+    ).first()
+    if existing is not None:
+        return
+    consultation = (
+        await session.execute(select(Consultation).where(Consultation.id == consultation_id))
+    ).scalar_one()
+    request = DispatchRequest(
+        insured_person_id=consultation.insured_person_id,
+        consultation_id=consultation_id,
+        source=CALL_BACK_SOURCE,
+        complaints=consultation.complaints,
+        requested_specialty=consultation.specialty,
+        requested_services=[],
+        status="open",
+        created_at=now,
+    )
+    session.add(request)
+    await session.flush()
+    uow.publish(
+        dispatch_queue_channel(),
+        {"type": EVENT_DISPATCH_QUEUE_CHANGED, "dispatch_request_id": request.id, "source": CALL_BACK_SOURCE},
+    )
+    log.info("call of consultation %s stepped down to a call-back: dispatch request %s", consultation_id, request.id)
 
 
 async def _open_call(session: AsyncSession, consultation_id: int) -> Call | None:

@@ -236,6 +236,48 @@ async def test_step_downs_are_recorded_shown_to_both_and_end_in_text_chat(
     assert hidden.status == 404
 
 
+async def test_a_call_back_step_puts_a_request_in_the_dispatchers_live_queue_once(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories
+) -> None:
+    """Issue 13 item 6, the last rung: ``callback_request`` ends the call, reaches the dispatcher's
+    socket live and lists a ``call_back`` item for the consultation's patient in the queue (one
+    item, however many times the step is sent)."""
+    dispatcher_tokens = await factories.login_staff(client, await factories.staff("dispatcher"))
+    dispatcher = await connect(client, dispatcher_tokens)
+    notifications = (await dispatcher.request("notifications.subscribe"))["id"]
+    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    assert (await patient.request("call.step_down", call_id=call_id, step="audio_only"))["success"]
+    back = await patient.request("call.step_down", call_id=call_id, step="callback_request", reason="audio failed")
+    assert back["success"] and back["result"]["ended"] is True and back["result"]["by"] == "patient"
+    step = await doctor.event(doctor_sub, "call.step_down")
+    while step["step"] != "callback_request":
+        step = await doctor.event(doctor_sub, "call.step_down")
+    assert (await doctor.event(doctor_sub, "call.ended"))["reason"] == "stepped_down"
+    live = await dispatcher.event(notifications, "dispatch.queue_changed")
+    assert live["source"] == "call_back"
+    queue = await client.get("/api/dispatch/requests", headers=bearer(dispatcher_tokens))
+    assert queue.status == 200
+    items = [item for item in await queue.json() if item["source"] == "call_back"]
+    assert len(items) == 1
+    (item,) = items
+    assert item["id"] == live["dispatch_request_id"]
+    assert item["consultation_id"] == chat_setup.consultation.id
+    assert item["insured_person_id"] == chat_setup.patient.id and item["status"] == "open"
+    assert item["complaints"] == chat_setup.consultation.complaints
+    # The doctor's late repeat of the last rung finds the call ended and adds no second item.
+    assert error_code(await doctor.request("call.step_down", call_id=call_id, step="callback_request")) in (
+        "call_ended",
+        "not_joined",
+    )
+    again = await client.get("/api/dispatch/requests", headers=bearer(dispatcher_tokens))
+    assert [i["source"] for i in await again.json()].count("call_back") == 1
+    records = await client.get(
+        f"/api/consultations/{chat_setup.consultation.id}/calls", headers=bearer(chat_setup.patient_tokens)
+    )
+    (record,) = (await records.json())["calls"]
+    assert [s["step"] for s in record["step_downs"]] == ["audio_only", "callback_request"]
+
+
 async def test_a_call_ends_when_its_consultation_stops_being_active(
     client: TestClient, chat_setup: ChatSetup, factories: Factories
 ) -> None:

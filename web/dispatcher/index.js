@@ -45,9 +45,10 @@ function Queue() {
       ${items.map((r) => html`<li>
         <div class="card-head">
           <a href=${href(`/dispatcher/person/${r.insured_person_id}`)}><strong>${r.person_name}</strong></a>
-          <span><${Badge} kind=${r.source === "consultation_referral" ? "wait" : "neutral"}>${t("x.source." + r.source)}</${Badge}>
+          <span><${Badge} kind=${r.source === "consultation_referral" || r.source === "call_back" ? "wait" : "neutral"}>${t("x.source." + r.source)}</${Badge}>
             <${Badge} kind=${r.status === "open" ? "err" : "neutral"}>${t("x.status." + r.status)}</${Badge}></span>
         </div>
+        ${r.source === "call_back" && html`<p class="alert alert-info" data-testid="call-back">${t("x.callBackHint", { id: r.consultation_id })}</p>`}
         <p class="prewrap">${r.complaints}</p>
         <p class="muted small">${r.person_city} · ${formatDateTime(r.created_at)}${r.requested_specialty ? " · " + t("spec." + r.requested_specialty) : ""}${r.requested_services.length ? " · " + r.requested_services.join(", ") : ""}</p>
         ${r.status === "open" && html`<button type="button" class="btn btn-ghost" onClick=${() => take(r.id)}>${t("x.take")}</button>`}

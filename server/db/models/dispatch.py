@@ -49,12 +49,12 @@ class InsuredEvent(Base):
 
 
 class DispatchRequest(Base):
-    """An item in the dispatcher's queue: from an insured person or from a consultation referral."""
+    """An item in the dispatcher's queue: from an insured person, a consultation referral, or a call-back request."""
 
     __tablename__ = "dispatch_requests"
     __table_args__ = (
         CheckConstraint("status IN ('open', 'in_progress', 'done', 'cancelled')", name="status"),
-        CheckConstraint("source IN ('insured', 'consultation_referral', 'dispatcher')", name="source"),
+        CheckConstraint("source IN ('insured', 'consultation_referral', 'dispatcher', 'call_back')", name="source"),
         Index("ix_dispatch_requests_status_created", "status", "created_at"),
     )
 
