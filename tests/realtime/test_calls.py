@@ -245,7 +245,7 @@ async def test_a_call_back_step_puts_a_request_in_the_dispatchers_live_queue_onc
     dispatcher_tokens = await factories.login_staff(client, await factories.staff("dispatcher"))
     dispatcher = await connect(client, dispatcher_tokens)
     notifications = (await dispatcher.request("notifications.subscribe"))["id"]
-    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    doctor, doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
     assert (await patient.request("call.step_down", call_id=call_id, step="audio_only"))["success"]
     back = await patient.request("call.step_down", call_id=call_id, step="callback_request", reason="audio failed")
     assert back["success"] and back["result"]["ended"] is True and back["result"]["by"] == "patient"
