@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from server.channels import (
     EVENT_CHAT_COMMITTED,
@@ -263,6 +263,16 @@ def make_draft(consultation_id: int, client_message_id: object, text: object, at
     return MessageDraft(consultation_id, cmid, body, attachment_id)
 
 
+class MessageRejected(DomainError):
+    """The database refused this one message (a constraint or data error): not stored, not retryable as is.
+
+    Its neighbours in the batch are stored; only this message fails (checklist G1, I2).
+    """
+
+    code = "message_rejected"
+    status = 422
+
+
 # ---------------------------------------------------------------------------------------------
 # The batched writer
 
@@ -420,6 +430,13 @@ class ChatWriter:
                     self._wakeup.set()
 
     async def _write(self, database: repo.BatchDatabase, batch: list[_Pending]) -> None:
+        """Store a batch; a batch the database refuses is split so one bad message fails alone.
+
+        A refusal of the data itself (a constraint or a data error, SQLSTATE classes 22 and 23)
+        is that message's own ``message_rejected``: resending it unchanged cannot help. Anything
+        else that is not the database being down is ``unavailable`` (send it again). Either way
+        the failed transaction wrote nothing (one statement on PostgreSQL, rolled back elsewhere).
+        """
         attempt = 0
         while True:
             attempt += 1
@@ -441,15 +458,18 @@ class ChatWriter:
                         await self._write(database, [item])
                     return
                 log.warning("chat message not stored: %s", type(exc).__name__)
-                _fail(batch, Unavailable("the message could not be saved; send it again"))
+                _fail(batch, _failure_of(exc))
                 return
-            except Exception:
+            except Exception as exc:
                 if len(batch) > 1:
                     for item in batch:
                         await self._write(database, [item])
                     return
-                log.exception("chat message not stored")
-                _fail(batch, Unavailable("the message could not be saved; send it again"))
+                if _is_refusal(exc):
+                    log.warning("chat message refused by the database: %s", type(exc).__name__)
+                else:
+                    log.exception("chat message not stored")
+                _fail(batch, _failure_of(exc))
                 return
         self.batches += 1
         for item, outcome in zip(batch, outcomes, strict=True):
@@ -539,6 +559,27 @@ class ChatWriter:
 
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    """Whether the database refused the data itself: an integrity or data error (SQLSTATE 23xxx, 22xxx).
+
+    SQLAlchemy wraps SQLite's and the pool's errors (``IntegrityError``, ``DataError``); the
+    PostgreSQL lane raises asyncpg's own, which carry their SQLSTATE. A lost race
+    (``BatchConflict``: unique key, deadlock) is not a refusal: the retry sees the other's rows.
+    """
+    if isinstance(exc, repo.BatchConflict):
+        return False
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in {"22", "23"}
+
+
+def _failure_of(exc: BaseException) -> DomainError:
+    if _is_refusal(exc):
+        return MessageRejected("the database refused this message; it was not stored (unchanged, it fails again)")
+    return Unavailable("the message could not be saved; send it again")
 
 
 def _fail(batch: Sequence[_Pending], error: DomainError) -> None:
