@@ -14,7 +14,7 @@ from server.channels import assignment_channel
 from server.domain.roster import SPECIALTY_CODES
 from server.keys import context_key
 from server.services import consultations as service
-from server.services.consultations import AllowanceView, ConsultationView, DoctorQueueView
+from server.services.consultations import AllowanceView, ConsultationView, DoctorQueueView, EventChoicesView
 from server.services.identity import ROLE_ADMIN, ROLE_DOCTOR, ROLE_INSURED
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,14 @@ class CompleteBody(ApiModel):
     outcome: Literal["advice", "referral", "emergency"]
     referral_specialty: str | None = Field(default=None, max_length=40)
     referral_services: list[str] = Field(default_factory=list, max_length=20)
+    insured_event_id: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "R11.5: one of the patient's open insured events (GET .../open-events) this consultation continues; "
+            "absent or null opens a new insured event (R3.1)"
+        ),
+    )
 
 
 @endpoint(
@@ -205,6 +213,32 @@ async def complete(request: web.Request, body: CompleteBody) -> ConsultationView
         outcome=body.outcome,
         referral_specialty=body.referral_specialty,
         referral_services=body.referral_services,
+        insured_event_id=body.insured_event_id,
+    )
+
+
+class OpenEventsQuery(ApiModel):
+    icd10_code: str | None = Field(default=None, min_length=1, max_length=16)
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/consultations/{consultation_id}/open-events",
+    summary=(
+        "The patient's open insured events to link my consultation to at completion (R11.5), with a suggestion "
+        "of the same ICD-10 category; the default is a new insured event (R3.1)"
+    ),
+    tags=["consultations"],
+    roles=(ROLE_DOCTOR,),
+    query=OpenEventsQuery,
+    response=EventChoicesView,
+    errors=[404],
+)
+async def open_events(request: web.Request, query: OpenEventsQuery) -> EventChoicesView:
+    """Only the doctor offered or holding the consultation sees them (others: 404); the read is audited."""
+    return await service.event_choices(
+        request.app[context_key], current_principal(request), path_int(request, "consultation_id"), query.icd10_code
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -227,36 +228,115 @@ async def test_referral_of_a_registry_person_points_to_the_attached_clinic_r6_2(
     assert await _count(session_factory, ServiceUsed, ServiceUsed.consultation_id == consultation_id) == 1
 
 
-async def test_registry_person_without_attachment_in_force_gets_a_dispatcher_request_r7_4(
-    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+@pytest.mark.parametrize(
+    ("letter", "rule", "words"),
+    [
+        (None, "R6.1", "no attachment letter"),
+        ("on_its_way", "R7.2", "reaches the clinic on"),
+        ("lapsed", "R7.4", "no later payment"),
+        ("clinic_left", "R5.4", "left the program"),
+    ],
+)
+async def test_a_registry_referral_without_attachment_in_force_says_why_r7_2_r6_1_r7_4(
+    client: TestClient,
+    factories: Factories,
+    session_factory: async_sessionmaker[AsyncSession],
+    clock: FixedClock,
+    letter: str | None,
+    rule: str,
+    words: str,
 ) -> None:
-    """R7.4: no attachment letter in force (unpaid installment) means dispatcher access for the referral."""
+    """R11.3 with R7.2/R6.1/R7.4/R5.4 (issue 9 item 15): the referral goes to the console and says which it is:
+    the letter is on its way to the clinic, there is no letter, an installment is unpaid, the clinic left."""
     program = await factories.program()
-    clinic = await factories.clinic(programs=[program])
+    clinic = await factories.clinic(programs=[] if letter == "clinic_left" else [program])
     policy = await factories.policy(program=program)
     person = await factories.insured(policy=policy, service_type="registry", attached_clinic_id=clinic.id)
+    today = clock.now().date()
+    if letter is not None:
+        payment = Payment(policy_id=policy.id, amount=policy.premium, bundled_on=today, created_at=clock.now())
+        await factories.add(payment)
+        starts = {"on_its_way": today + timedelta(days=1)}.get(letter, date(today.year, 1, 2))
+        ends = {"lapsed": today - timedelta(days=1)}.get(letter, date(today.year, 12, 31))
+        await factories.add(
+            AttachmentLetter(
+                number="AL-2026-000001",
+                insured_person_id=person.id,
+                clinic_id=clinic.id,
+                payment_id=payment.id,
+                generated_on=starts - timedelta(days=1),
+                send_on=starts,
+                valid_from=starts,
+                valid_until=ends,
+            )
+        )
     consultation_id, _, staff, _, _ = await _active_consultation(client, factories, person)
     completed = await client.post(
         f"/api/consultations/{consultation_id}/complete", json=REFERRAL, headers=bearer(staff)
     )
-    assert completed.status == 200
+    assert completed.status == 200, await completed.text()
     assert (await completed.json())["summary"]["referral_route"] == "dispatcher_request"
     assert await _count(session_factory, DispatchRequest, DispatchRequest.consultation_id == consultation_id) == 1
     async with session_factory() as session:
         decision = (await session.execute(select(CoverageDecisionRecord))).scalar_one()
-    assert "R7.4" in {r["rule"] for r in decision.reasons}
+    why = [r for r in decision.reasons if r["rule"] in {"R6.1", "R7.2", "R7.4", "R5.4"}]
+    assert [r["rule"] for r in why] == [rule]
+    assert words in why[0]["message"] and "dispatcher access" in why[0]["message"]
 
 
-async def test_a_second_consultation_with_the_same_complaints_joins_the_open_insured_event_r11_3(
-    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+async def test_the_doctor_links_a_second_consultation_to_the_open_insured_event_r11_5(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession], clock: FixedClock
 ) -> None:
-    """R11.3: an open insured event of the same complaints is reused, not duplicated."""
+    """R11.5, R11.3: the doctor links the consultation to an open event (however old: no window, R11.3),
+    offered with a suggestion of the same ICD-10 category; the event is reused, not duplicated."""
     first_id, patient, staff, _, person = await _active_consultation(client, factories)
     advice = {"notes": "Rest and fluids.", "icd10_code": "J06.9", "outcome": "advice"}
     assert (
         await client.post(f"/api/consultations/{first_id}/complete", json=advice, headers=bearer(staff))
     ).status == 200
-    second = await _request(client, patient, complaints="fever and sore throat again")
+    async with session_factory() as session:  # the event is older than the old 30-day window
+        event_row = await session.get(InsuredEvent, (await session.get(Consultation, first_id)).insured_event_id)  # type: ignore[union-attr]
+        assert event_row is not None
+        event_row.opened_at = clock.now() - timedelta(days=45)
+        await session.commit()
+    second = await _request(client, patient, complaints="a cough now")
+    second_id = (await second.json())["id"]
+    assert (await client.post(f"/api/consultations/{second_id}/accept", headers=bearer(staff))).status == 200
+    choices = await client.get(
+        f"/api/consultations/{second_id}/open-events", params={"icd10_code": "J06.0"}, headers=bearer(staff)
+    )
+    assert choices.status == 200, await choices.text()
+    body = await choices.json()
+    [event] = body["events"]
+    assert event["icd10_codes"] == ["J06.9"] and event["complaints"] == REQUEST["complaints"]
+    assert body["suggested_event_id"] == event["id"] and body["default"] == "new_event"
+    linked = {**advice, "icd10_code": "J06.0", "insured_event_id": event["id"]}
+    completed = await client.post(f"/api/consultations/{second_id}/complete", json=linked, headers=bearer(staff))
+    assert completed.status == 200, await completed.text()
+    async with session_factory() as session:
+        events = {c.insured_event_id for c in (await session.execute(select(Consultation))).scalars()}
+        decision = (
+            await session.execute(select(CoverageDecisionRecord).order_by(CoverageDecisionRecord.id.desc()))
+        ).scalars().first()
+    assert events == {event["id"]}
+    assert decision is not None
+    assert {"rule": "R11.5", "insured_event_id": event["id"]} in [
+        {"rule": r["rule"], "insured_event_id": r.get("facts", {}).get("insured_event_id")} for r in decision.reasons
+    ]
+    assert await _count(session_factory, InsuredEvent, InsuredEvent.insured_person_id == person.id) == 1
+    assert await _count(session_factory, ServiceUsed, ServiceUsed.insured_person_id == person.id) == 2
+
+
+async def test_same_words_without_the_doctors_link_open_a_new_insured_event_r11_5(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """R11.5, R3.1: complaints are never matched by words; without a link the completion opens a new event."""
+    first_id, patient, staff, _, person = await _active_consultation(client, factories)
+    advice = {"notes": "Rest and fluids.", "icd10_code": "J06.9", "outcome": "advice"}
+    assert (
+        await client.post(f"/api/consultations/{first_id}/complete", json=advice, headers=bearer(staff))
+    ).status == 200
+    second = await _request(client, patient, complaints=REQUEST["complaints"])  # the very same words
     second_id = (await second.json())["id"]
     assert (await client.post(f"/api/consultations/{second_id}/accept", headers=bearer(staff))).status == 200
     assert (
@@ -264,9 +344,41 @@ async def test_a_second_consultation_with_the_same_complaints_joins_the_open_ins
     ).status == 200
     async with session_factory() as session:
         events = {c.insured_event_id for c in (await session.execute(select(Consultation))).scalars()}
-    assert len(events) == 1
-    assert await _count(session_factory, InsuredEvent, InsuredEvent.insured_person_id == person.id) == 1
-    assert await _count(session_factory, ServiceUsed, ServiceUsed.insured_person_id == person.id) == 2
+    assert len(events) == 2
+    assert await _count(session_factory, InsuredEvent, InsuredEvent.insured_person_id == person.id) == 2
+
+
+async def test_linking_to_an_event_that_is_not_the_patients_open_one_is_refused_r11_5(
+    client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession], clock: FixedClock
+) -> None:
+    """R11.5: only one of the patient's own open events; another patient's event is 422 with the rule, nothing written."""
+    advice = {"notes": "Rest and fluids.", "icd10_code": "J06.9", "outcome": "advice"}
+    other = await factories.insured()
+    foreign = InsuredEvent(
+        insured_person_id=other.id,
+        component="telemedicine",
+        complaints="sore throat and fever since yesterday",
+        status="open",
+        source="consultation",
+        covered=True,
+        reasons=[],
+        opened_at=clock.now(),
+    )
+    await factories.add(foreign)
+    foreign_event = foreign.id
+    consultation_id, _, staff, _, person = await _active_consultation(client, factories)
+    refused = await client.post(
+        f"/api/consultations/{consultation_id}/complete",
+        json={**advice, "insured_event_id": foreign_event},
+        headers=bearer(staff),
+    )
+    assert refused.status == 422, await refused.text()
+    error = (await refused.json())["error"]
+    assert error["code"] == "unknown_insured_event" and error["rules"] == ["R11.5"]
+    assert await _count(session_factory, InsuredEvent, InsuredEvent.insured_person_id == person.id) == 0
+    other_doctor = await factories.login_staff(client, await factories.staff("doctor"))
+    unseen = await client.get(f"/api/consultations/{consultation_id}/open-events", headers=bearer(other_doctor))
+    assert unseen.status == 404  # not that doctor's consultation
 
 
 async def test_emergency_outcome_tells_the_patient_to_call_an_ambulance(

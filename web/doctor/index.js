@@ -175,15 +175,34 @@ function Icd10Picker({ value, onPick }) {
   </div>`;
 }
 
+// R11.5: the doctor links the consultation to one of the patient's open insured events or opens a
+// new one (the default); the server only suggests an event with the same ICD-10 category.
+function EventChoice({ id, icd, value, onChange }) {
+  const [choices, setChoices] = useState(null);
+  useEffect(() => {
+    get(`/api/consultations/${id}/open-events`, icd ? { icd10_code: icd.code } : {}).then(setChoices, () => setChoices(null));
+  }, [id, icd && icd.code]);
+  if (!choices || choices.events.length === 0) return null;
+  return html`<fieldset class="field" data-testid="event-choice">
+    <legend>${t("d.event")}</legend>
+    <label class="choice"><input type="radio" name="event" checked=${value === null} onChange=${() => onChange(null)} /> ${t("d.eventNew")}</label>
+    ${choices.events.map((e) => html`<label class="choice">
+      <input type="radio" name="event" value=${e.id} checked=${value === e.id} onChange=${() => onChange(e.id)} />
+      ${t("d.eventOpen", { date: e.opened_at.slice(0, 10), complaints: e.complaints })}
+      ${choices.suggested_event_id === e.id && html` <${Badge} kind="ok">${t("d.eventSuggested")}</${Badge}>`}</label>`)}
+  </fieldset>`;
+}
+
 function CompleteForm({ id, onDone }) {
   const [notes, setNotes] = useState("");
   const [icd, setIcd] = useState(null);
+  const [eventId, setEventId] = useState(null);
   const [outcome, setOutcome] = useState("advice");
   const [referralSpecialty, setReferralSpecialty] = useState("general_practice");
   const [services, setServices] = useState("");
   const action = useAction(async () => {
     if (!icd) throw Object.assign(new Error("icd"), { code: "icd_required" });
-    const body = { notes: notes.trim(), icd10_code: icd.code, outcome };
+    const body = { notes: notes.trim(), icd10_code: icd.code, outcome, insured_event_id: eventId };
     if (outcome === "referral") {
       body.referral_specialty = referralSpecialty;
       body.referral_services = services.split(",").map((s) => s.trim()).filter(Boolean);
@@ -197,6 +216,7 @@ function CompleteForm({ id, onDone }) {
         <textarea id="notes" rows="4" required maxlength="10000" value=${notes} onInput=${(e) => setNotes(e.target.value)}></textarea>
       </${Field}>
       <${Icd10Picker} value=${icd} onPick=${setIcd} />
+      <${EventChoice} id=${id} icd=${icd} value=${eventId} onChange=${setEventId} />
       <fieldset class="field">
         <legend>${t("d.outcome")}</legend>
         <div class="row">

@@ -23,6 +23,9 @@ export default {
     "d.completeButton": "Завершить", "d.consultation": "Консультация № {id}", "d.complaints": "Жалобы",
     "d.backToQueue": "К очереди", "d.completed": "Консультация завершена, диагноз {code}.",
     "error.icd_required": "Выберите диагноз по МКБ-10 из списка.",
+    "d.event": "Страховой случай", "d.eventNew": "Новый страховой случай (новые жалобы)",
+    "d.eventOpen": "Продолжение случая от {date}: {complaints}", "d.eventSuggested": "та же рубрика МКБ-10",
+    "error.unknown_insured_event": "Этот страховой случай уже закрыт; выберите другой или откройте новый.",
   },
   en: {
     "d.login": "Doctor login", "d.title": "Doctor's desk", "d.queue": "Queue",
@@ -48,5 +51,8 @@ export default {
     "d.completeButton": "Complete", "d.consultation": "Consultation no. {id}", "d.complaints": "Complaints",
     "d.backToQueue": "Back to the queue", "d.completed": "Completed with diagnosis {code}.",
     "error.icd_required": "Pick an ICD-10 diagnosis from the list.",
+    "d.event": "Insured event", "d.eventNew": "A new insured event (new complaints)",
+    "d.eventOpen": "Continues the event of {date}: {complaints}", "d.eventSuggested": "same ICD-10 category",
+    "error.unknown_insured_event": "That insured event is no longer open; pick another or open a new one.",
   },
 };

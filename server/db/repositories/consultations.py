@@ -436,6 +436,20 @@ async def open_insured_events(session: AsyncSession, person_id: int) -> list[Ins
     return list((await session.execute(stmt)).scalars())
 
 
+async def icd10_codes_of_events(session: AsyncSession, event_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The ICD-10 codes of completed consultations linked to each event (the R11.5 suggestion)."""
+    if not event_ids:
+        return {}
+    stmt = select(Consultation.insured_event_id, Consultation.icd10_code).where(
+        Consultation.insured_event_id.in_(event_ids), Consultation.icd10_code.is_not(None)
+    )
+    codes: dict[int, list[str]] = {}
+    for event_id, code in (await session.execute(stmt)).all():
+        if event_id is not None and code:
+            codes.setdefault(event_id, []).append(code)
+    return codes
+
+
 async def attachment_letters_of(session: AsyncSession, person_id: int) -> list[AttachmentLetter]:
     """The person's attachment letters (R7), to decide whether the attachment is in force (R7.4)."""
     stmt = (

@@ -12,7 +12,7 @@ from here).
 """
 
 from server.services.consultations.assignment import run_assignment_cycle
-from server.services.consultations.completion import complete_consultation
+from server.services.consultations.completion import EventChoicesView, OpenEventChoice, complete_consultation, event_choices
 from server.services.consultations.lifecycle import accept_offer, cancel_consultation, decline_offer
 from server.services.consultations.requests import request_consultation, telemedicine_allowance
 from server.services.consultations.views import (
@@ -31,12 +31,15 @@ __all__ = [
     "ClinicRef",
     "ConsultationView",
     "DoctorQueueView",
+    "EventChoicesView",
+    "OpenEventChoice",
     "SummaryView",
     "accept_offer",
     "cancel_consultation",
     "complete_consultation",
     "decline_offer",
     "doctor_queue",
+    "event_choices",
     "get_consultation",
     "list_consultations",
     "request_consultation",
