@@ -316,8 +316,10 @@ async def test_the_doctor_links_a_second_consultation_to_the_open_insured_event_
     async with session_factory() as session:
         events = {c.insured_event_id for c in (await session.execute(select(Consultation))).scalars()}
         decision = (
-            await session.execute(select(CoverageDecisionRecord).order_by(CoverageDecisionRecord.id.desc()))
-        ).scalars().first()
+            (await session.execute(select(CoverageDecisionRecord).order_by(CoverageDecisionRecord.id.desc())))
+            .scalars()
+            .first()
+        )
     assert events == {event["id"]}
     assert decision is not None
     assert {"rule": "R11.5", "insured_event_id": event["id"]} in [
@@ -351,7 +353,7 @@ async def test_same_words_without_the_doctors_link_open_a_new_insured_event_r11_
 async def test_linking_to_an_event_that_is_not_the_patients_open_one_is_refused_r11_5(
     client: TestClient, factories: Factories, session_factory: async_sessionmaker[AsyncSession], clock: FixedClock
 ) -> None:
-    """R11.5: only one of the patient's own open events; another patient's event is 422 with the rule, nothing written."""
+    """R11.5: only one of the patient's own open events; another's event is 422 with the rule, nothing written."""
     advice = {"notes": "Rest and fluids.", "icd10_code": "J06.9", "outcome": "advice"}
     other = await factories.insured()
     foreign = InsuredEvent(

@@ -12,7 +12,12 @@ from here).
 """
 
 from server.services.consultations.assignment import run_assignment_cycle
-from server.services.consultations.completion import EventChoicesView, OpenEventChoice, complete_consultation, event_choices
+from server.services.consultations.completion import (
+    EventChoicesView,
+    OpenEventChoice,
+    complete_consultation,
+    event_choices,
+)
 from server.services.consultations.lifecycle import accept_offer, cancel_consultation, decline_offer
 from server.services.consultations.requests import request_consultation, telemedicine_allowance
 from server.services.consultations.views import (

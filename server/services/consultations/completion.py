@@ -135,10 +135,11 @@ async def complete_consultation(
 
     In one transaction: the consultation joins the open insured event the doctor names
     (``insured_event_id``, one of the patient's open events, however old) or, without one, opens a
-    new insured event (R11.5, R3.1: never guessed from the complaints' words); a telemedicine service used is recorded (unique per consultation, so never
-    counted twice); a referral opens a dispatcher request for a ``dispatcher`` person (or a
-    ``registry`` person whose attachment is not in force, R7.4) or points a ``registry`` person to
-    their attached clinic (R6.2); the decision and its reasons go to the audit trail.
+    new insured event (R11.5, R3.1: never guessed from the complaints' words); a telemedicine
+    service used is recorded (unique per consultation, so never counted twice); a referral opens a
+    dispatcher request for a ``dispatcher`` person (or a ``registry`` person whose attachment is not
+    in force, saying why: R7.2, R6.1, R5.4, R7.4) or points a ``registry`` person to their attached
+    clinic (R6.2); the decision and its reasons go to the audit trail.
 
     Raises:
         NotFound: the consultation is not the caller's (never offered to or held by them).
