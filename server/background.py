@@ -48,9 +48,7 @@ def periodic_job_ctx(name: str, job: Job, interval_of: Callable[[ServiceContext]
     return ctx_generator
 
 
-def nudged_job_ctx(
-    name: str, job: Job, interval_of: Callable[[ServiceContext], float], channel: str
-) -> CleanupContext:
+def nudged_job_ctx(name: str, job: Job, interval_of: Callable[[ServiceContext], float], channel: str) -> CleanupContext:
     """Like :func:`periodic_job_ctx`, but a message on the bus ``channel`` runs the job at once.
 
     Any process may publish the nudge after a change; every process's loop wakes (over Redis when

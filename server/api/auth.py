@@ -83,8 +83,6 @@ class WebSocketTicketResponse(ApiModel):
     url: str
 
 
-
-
 def _tokens(pair: auth_service.TokenPair, request: web.Request) -> TokenResponse | web.Response:
     """The token pair; a browser gets the refresh token as an HttpOnly cookie instead of in the body."""
     if not browser_session.is_browser(request):

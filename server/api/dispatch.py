@@ -9,22 +9,14 @@ from typing import Literal
 from aiohttp import web
 from pydantic import AwareDatetime, Field
 
-from server.api.coverage import (
-    ClinicsQuery,
-    CoverageCardPublic,
-    CoverageClinicOption,
-    CoverageDecision,
-    CoverageEvent,
-    CoverageLetter,
-    CoverageRequest,
-    CoverageVisit,
-    ReasonPublic,
-    as_public,
-)
+from server.api.coverage import ClinicsQuery
 from server.api.endpoints import ApiModel, current_principal, endpoint, path_int
 from server.keys import context_key
 from server.services import coverage as coverage_service
 from server.services import dispatch as service
+from server.services.coverage import PersonHistory, PersonSummary
+from server.services.dispatch import ApprovalAnswer, LetterChanged, LetterIssued
+from server.services.dispatch_views import ClinicOption, EventView, RequestView, VisitView
 from server.services.identity import ROLE_DISPATCHER
 
 routes = web.RouteTableDef()
@@ -103,77 +95,6 @@ class PersonSearch(ApiModel):
     offset: int = Field(default=0, ge=0, le=1_000_000)
 
 
-class DispatchPersonSummary(ApiModel):
-    """A person found by the console."""
-
-    id: int
-    full_name: str
-    birth_date: date
-    city: str
-    policy_number: str
-    service_type: str
-    is_active: bool
-
-
-class DispatchPersonHistory(ApiModel):
-    """A person's card and full history for the dispatcher."""
-
-    card: CoverageCardPublic
-    events: list[CoverageEvent]
-    requests: list[CoverageRequest]
-    decisions: list[CoverageDecision]
-
-
-class DispatchPassNote(ApiModel):
-    """Whether the clinic needs a pass and photo (R6.4)."""
-
-    needed: bool
-    photo_on_file: bool
-    pass_request_id: int | None
-    reasons: list[ReasonPublic]
-
-
-class DispatchLetterIssued(ApiModel):
-    """The letter sent to the clinic, with why it was allowed."""
-
-    letter: CoverageLetter
-    reasons: list[ReasonPublic]
-    pass_photo: DispatchPassNote
-    finished_request_ids: list[int]
-
-
-class DispatchLetterChanged(ApiModel):
-    """A letter after extend/close/cancel."""
-
-    letter: CoverageLetter
-    reasons: list[ReasonPublic]
-
-
-class DispatchLetterRef(ApiModel):
-    """The valid letter that authorizes the visit."""
-
-    id: int
-    number: str
-    clinic_id: int
-    services: list[str]
-    issued_on: date
-    valid_until: date
-
-
-class DispatchApprovalAnswer(ApiModel):
-    """The explained answer: which of R3.1-R3.3, or the R6.2 exemption, decided (with R6.3, R7.4 context)."""
-
-    needs_approval: bool
-    channel: str
-    reasons: list[ReasonPublic]
-    letter: DispatchLetterRef | None
-    insured_person_id: int
-    clinic_id: int
-    insured_event_id: int | None
-    on: date
-    new_event: bool
-
-
 @endpoint(
     routes,
     "GET",
@@ -182,15 +103,15 @@ class DispatchApprovalAnswer(ApiModel):
     tags=TAGS,
     roles=ROLES,
     query=QueueQuery,
-    response=list[CoverageRequest],
+    response=list[RequestView],
 )
-async def list_requests(request: web.Request, query: QueueQuery) -> list[CoverageRequest]:
+async def list_requests(request: web.Request, query: QueueQuery) -> list[RequestView]:
     """``unfinished`` lists open and in-progress items together."""
     statuses = ("open", "in_progress") if query.status == "unfinished" else (query.status,)
     views = await service.queue(
         request.app[context_key], statuses, limit=query.limit, principal=current_principal(request)
     )
-    return [as_public(CoverageRequest, view) for view in views]
+    return views
 
 
 @endpoint(
@@ -200,15 +121,15 @@ async def list_requests(request: web.Request, query: QueueQuery) -> list[Coverag
     summary="Take an open request (one dispatcher wins; the other gets 409)",
     tags=TAGS,
     roles=ROLES,
-    response=CoverageRequest,
+    response=RequestView,
     errors=[404, 409],
 )
-async def take_request(request: web.Request) -> CoverageRequest:
+async def take_request(request: web.Request) -> RequestView:
     """Taking one's own request again is harmless."""
     view = await service.take_request(
         request.app[context_key], current_principal(request), path_int(request, "request_id")
     )
-    return as_public(CoverageRequest, view)
+    return view
 
 
 @endpoint(
@@ -219,15 +140,15 @@ async def take_request(request: web.Request) -> CoverageRequest:
     tags=TAGS,
     roles=ROLES,
     body=RequestClose,
-    response=CoverageRequest,
+    response=RequestView,
     errors=[404, 409],
 )
-async def close_request(request: web.Request, body: RequestClose) -> CoverageRequest:
+async def close_request(request: web.Request, body: RequestClose) -> RequestView:
     """A request is also finished automatically when its event's letter is sent."""
     view = await service.finish_request(
         request.app[context_key], current_principal(request), path_int(request, "request_id"), body.status
     )
-    return as_public(CoverageRequest, view)
+    return view
 
 
 @endpoint(
@@ -238,9 +159,9 @@ async def close_request(request: web.Request, body: RequestClose) -> CoverageReq
     tags=TAGS,
     roles=ROLES,
     query=PersonSearch,
-    response=list[DispatchPersonSummary],
+    response=list[PersonSummary],
 )
-async def find_persons(request: web.Request, query: PersonSearch) -> list[DispatchPersonSummary]:
+async def find_persons(request: web.Request, query: PersonSearch) -> list[PersonSummary]:
     """One page (limit, offset; by name); open one with /api/dispatch/persons/{id}/coverage (audited)."""
     found = await coverage_service.find_persons(
         request.app[context_key],
@@ -251,7 +172,7 @@ async def find_persons(request: web.Request, query: PersonSearch) -> list[Dispat
         limit=query.limit,
         offset=query.offset,
     )
-    return [as_public(DispatchPersonSummary, person) for person in found]
+    return found
 
 
 @endpoint(
@@ -261,15 +182,15 @@ async def find_persons(request: web.Request, query: PersonSearch) -> list[Dispat
     summary="A person's coverage card and history: events, requests, decisions (the read is audited)",
     tags=TAGS,
     roles=ROLES,
-    response=DispatchPersonHistory,
+    response=PersonHistory,
     errors=[404],
 )
-async def person_coverage(request: web.Request) -> DispatchPersonHistory:
+async def person_coverage(request: web.Request) -> PersonHistory:
     """Checklist D1: every read of a person's coverage writes an audit event."""
     history = await coverage_service.person_history(
         request.app[context_key], current_principal(request), path_int(request, "person_id")
     )
-    return as_public(DispatchPersonHistory, history)
+    return history
 
 
 @endpoint(
@@ -280,15 +201,15 @@ async def person_coverage(request: web.Request) -> DispatchPersonHistory:
     tags=TAGS,
     roles=ROLES,
     query=ClinicsQuery,
-    response=list[CoverageClinicOption],
+    response=list[ClinicOption],
     errors=[404],
 )
-async def person_clinics(request: web.Request, query: ClinicsQuery) -> list[CoverageClinicOption]:
+async def person_clinics(request: web.Request, query: ClinicsQuery) -> list[ClinicOption]:
     """Clinics off the program's list, or of another category for an attachment, are never offered."""
     options = await coverage_service.clinic_options(
         request.app[context_key], path_int(request, "person_id"), query.purpose, city=query.city
     )
-    return [as_public(CoverageClinicOption, option) for option in options]
+    return options
 
 
 @endpoint(
@@ -299,11 +220,11 @@ async def person_clinics(request: web.Request, query: ClinicsQuery) -> list[Cove
     tags=TAGS,
     roles=ROLES,
     body=EventCreate,
-    response=CoverageEvent,
+    response=EventView,
     status=201,
     errors=[404, 409],
 )
-async def create_event(request: web.Request, body: EventCreate) -> CoverageEvent:
+async def create_event(request: web.Request, body: EventCreate) -> EventView:
     """An uncovered event is still recorded (status rejected) so the console can tell the person why."""
     view = await service.open_event(
         request.app[context_key],
@@ -314,7 +235,7 @@ async def create_event(request: web.Request, body: EventCreate) -> CoverageEvent
         request_id=body.request_id,
         on=body.on,
     )
-    return as_public(CoverageEvent, view)
+    return view
 
 
 @endpoint(
@@ -324,15 +245,15 @@ async def create_event(request: web.Request, body: EventCreate) -> CoverageEvent
     summary="Treatment complete: close the event and its active letters",
     tags=TAGS,
     roles=ROLES,
-    response=CoverageEvent,
+    response=EventView,
     errors=[404, 409],
 )
-async def close_event(request: web.Request) -> CoverageEvent:
+async def close_event(request: web.Request) -> EventView:
     """After this, any new visit is a new insured event (R3.1)."""
     view = await service.close_event(
         request.app[context_key], current_principal(request), path_int(request, "event_id")
     )
-    return as_public(CoverageEvent, view)
+    return view
 
 
 @endpoint(
@@ -344,11 +265,11 @@ async def close_event(request: web.Request) -> CoverageEvent:
     tags=TAGS,
     roles=ROLES,
     body=LetterCreate,
-    response=DispatchLetterIssued,
+    response=LetterIssued,
     status=201,
     errors=[404],
 )
-async def issue_letter(request: web.Request, body: LetterCreate) -> DispatchLetterIssued:
+async def issue_letter(request: web.Request, body: LetterCreate) -> LetterIssued:
     """Refusals are 422 with every failed rule, and are recorded as decisions."""
     issued = await service.issue_letter(
         request.app[context_key],
@@ -359,14 +280,14 @@ async def issue_letter(request: web.Request, body: LetterCreate) -> DispatchLett
         component=body.component,
         issued_on=body.issued_on,
     )
-    return as_public(DispatchLetterIssued, issued)
+    return issued
 
 
-async def _letter_action(request: web.Request, query: LetterActionQuery, action: str) -> DispatchLetterChanged:
+async def _letter_action(request: web.Request, query: LetterActionQuery, action: str) -> LetterChanged:
     changed = await service.change_letter(
         request.app[context_key], current_principal(request), path_int(request, "letter_id"), action, on=query.on
     )
-    return as_public(DispatchLetterChanged, changed)
+    return changed
 
 
 @endpoint(
@@ -377,10 +298,10 @@ async def _letter_action(request: web.Request, query: LetterActionQuery, action:
     tags=TAGS,
     roles=ROLES,
     query=LetterActionQuery,
-    response=DispatchLetterChanged,
+    response=LetterChanged,
     errors=[404, 409],
 )
-async def extend_letter(request: web.Request, query: LetterActionQuery) -> DispatchLetterChanged:
+async def extend_letter(request: web.Request, query: LetterActionQuery) -> LetterChanged:
     """Refused (422, R3.3) for a finished letter or a complete treatment."""
     return await _letter_action(request, query, "extend")
 
@@ -393,10 +314,10 @@ async def extend_letter(request: web.Request, query: LetterActionQuery) -> Dispa
     tags=TAGS,
     roles=ROLES,
     query=LetterActionQuery,
-    response=DispatchLetterChanged,
+    response=LetterChanged,
     errors=[404, 409],
 )
-async def close_letter(request: web.Request, query: LetterActionQuery) -> DispatchLetterChanged:
+async def close_letter(request: web.Request, query: LetterActionQuery) -> LetterChanged:
     """A closed letter never authorizes a visit again."""
     return await _letter_action(request, query, "close")
 
@@ -409,10 +330,10 @@ async def close_letter(request: web.Request, query: LetterActionQuery) -> Dispat
     tags=TAGS,
     roles=ROLES,
     query=LetterActionQuery,
-    response=DispatchLetterChanged,
+    response=LetterChanged,
     errors=[404, 409],
 )
-async def cancel_letter(request: web.Request, query: LetterActionQuery) -> DispatchLetterChanged:
+async def cancel_letter(request: web.Request, query: LetterActionQuery) -> LetterChanged:
     """A cancelled letter never authorizes a visit again."""
     return await _letter_action(request, query, "cancel")
 
@@ -425,11 +346,11 @@ async def cancel_letter(request: web.Request, query: LetterActionQuery) -> Dispa
     tags=TAGS,
     roles=ROLES,
     body=VisitCreate,
-    response=CoverageVisit,
+    response=VisitView,
     status=201,
     errors=[404],
 )
-async def book_visit(request: web.Request, body: VisitCreate) -> CoverageVisit:
+async def book_visit(request: web.Request, body: VisitCreate) -> VisitView:
     """The person then sees the visit on their coverage card."""
     view = await service.book_visit(
         request.app[context_key],
@@ -439,7 +360,7 @@ async def book_visit(request: web.Request, body: VisitCreate) -> CoverageVisit:
         scheduled_at=body.scheduled_at,
         services=body.services,
     )
-    return as_public(CoverageVisit, view)
+    return view
 
 
 @endpoint(
@@ -451,10 +372,10 @@ async def book_visit(request: web.Request, body: VisitCreate) -> CoverageVisit:
     tags=TAGS,
     roles=ROLES,
     body=ApprovalCheck,
-    response=DispatchApprovalAnswer,
+    response=ApprovalAnswer,
     errors=[404],
 )
-async def approval_check(request: web.Request, body: ApprovalCheck) -> DispatchApprovalAnswer:
+async def approval_check(request: web.Request, body: ApprovalCheck) -> ApprovalAnswer:
     """Read-only for coverage; the access is audited."""
     answer = await service.approval_check(
         request.app[context_key],
@@ -467,4 +388,4 @@ async def approval_check(request: web.Request, body: ApprovalCheck) -> DispatchA
         complaints=body.complaints,
         new_event=body.new_event,
     )
-    return as_public(DispatchApprovalAnswer, answer)
+    return answer

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic import TypeAdapter
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
 from pydantic_core import core_schema
 
 from server import __version__
@@ -69,24 +68,54 @@ class _ViewSchema(GenerateJsonSchema):
         return super().field_is_required(field, total)
 
 
-def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
-        for name, definition in schema.pop("$defs", {}).items():
-            components[name] = definition
-        components[model.__name__] = schema
-        return {"$ref": f"#/components/schemas/{model.__name__}"}
-    schema = TypeAdapter(model).json_schema(
-        ref_template="#/components/schemas/{model}", mode="serialization", schema_generator=_ViewSchema
+def _schemas(specs: list[EndpointSpec]) -> tuple[dict[tuple[int, str], dict[str, Any]], dict[str, Any]]:
+    """The body and response schemas of every route, generated together.
+
+    One generation for all routes lets pydantic name each model or view once: two service views that
+    share a class name (``ClinicView`` of dispatch and of the back office) get distinct components
+    instead of one silently overwriting the other.
+    """
+    inputs: list[tuple[tuple[int, str], JsonSchemaMode, TypeAdapter[Any]]] = []
+    for index, spec in enumerate(specs):
+        if spec.body is not None:
+            inputs.append(((index, "body"), "serialization", TypeAdapter(spec.body)))
+        if spec.response is not None:
+            inputs.append(((index, "response"), "serialization", TypeAdapter(spec.response)))
+    schemas, definitions = TypeAdapter.json_schemas(
+        inputs, ref_template="#/components/schemas/{model}", schema_generator=_ViewSchema
     )
-    for name, definition in schema.pop("$defs", {}).items():
-        components[name] = definition
-    if dataclasses.is_dataclass(model) and isinstance(model, type):
-        # A service's view returned as it is: a named component, like a model (its title names it).
-        name = str(schema.get("title") or model.__name__)
-        components[name] = schema
-        return {"$ref": f"#/components/schemas/{name}"}
-    return schema
+    by_key = {key: schema for (key, _mode), schema in schemas.items()}
+    defs: dict[str, Any] = definitions.get("$defs", {})
+    # A view may name its component (``MeView`` titled ``MeResponse``): use the title where it is unique.
+    titles = [str(schema.get("title", name)) for name, schema in defs.items()]
+    renames = {
+        name: title
+        for (name, schema), title in zip(defs.items(), titles, strict=True)
+        if title != name and titles.count(title) == 1 and title not in defs
+    }
+    # Two views of one class name: pydantic names them by their full module path; keep its last part.
+    for name in defs:
+        short = ".".join(name.split("__")[-2:])
+        if "__" in name and name not in renames and short not in defs:
+            renames[name] = short
+    if renames:
+        prefix = "#/components/schemas/"
+        refs = {prefix + old: prefix + new for old, new in renames.items()}
+        defs = {renames.get(name, name): schema for name, schema in defs.items()}
+        by_key, defs = _renamed_refs(by_key, refs), _renamed_refs(defs, refs)
+    return by_key, defs
+
+
+def _renamed_refs(value: Any, refs: dict[str, str]) -> Any:
+    """``value`` with every ``$ref`` in ``refs`` replaced."""
+    if isinstance(value, dict):
+        return {
+            key: refs.get(item, item) if key == "$ref" and isinstance(item, str) else _renamed_refs(item, refs)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed_refs(item, refs) for item in value]
+    return value
 
 
 def _operation_id(spec: EndpointSpec) -> str:
@@ -96,9 +125,11 @@ def _operation_id(spec: EndpointSpec) -> str:
 
 def build_openapi(app: web.Application) -> dict[str, Any]:
     """Build the OpenAPI 3.1 document of ``app``."""
-    components: dict[str, Any] = {"Error": ERROR_SCHEMA}
+    specs = endpoint_specs(app)
+    schemas, definitions = _schemas(specs)
+    components: dict[str, Any] = {"Error": ERROR_SCHEMA, **definitions}
     paths: dict[str, Any] = {}
-    for spec in endpoint_specs(app):
+    for index, spec in enumerate(specs):
         operation: dict[str, Any] = {
             "summary": spec.summary,
             "tags": list(spec.tags),
@@ -119,11 +150,11 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         if spec.body is not None:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": _schema(spec.body, components)}},
+                "content": {"application/json": {"schema": schemas[(index, "body")]}},
             }
         success: dict[str, Any] = {"description": "OK"}
         if spec.response is not None:
-            success["content"] = {spec.content_type: {"schema": _schema(spec.response, components)}}
+            success["content"] = {spec.content_type: {"schema": schemas[(index, "response")]}}
         responses: dict[str, Any] = {str(spec.status): success}
         errors = set(spec.errors)
         if spec.body is not None or spec.query is not None:

@@ -54,6 +54,7 @@ from server.services.dispatch_common import (
 from server.services.dispatch_views import (
     EventView,
     LetterView,
+    ReasonJson,
     RequestView,
     VisitView,
     event_view,
@@ -80,7 +81,7 @@ class PassNote:
     needed: bool
     photo_on_file: bool
     pass_request_id: int | None
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,7 @@ class LetterIssued:
     """A letter sent to the clinic (R2.5) and why it was allowed."""
 
     letter: LetterView
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     pass_photo: PassNote
     finished_request_ids: list[int]
 
@@ -98,7 +99,7 @@ class LetterChanged:
     """A letter after extend/close/cancel (R3.3, R2.5) and why."""
 
     letter: LetterView
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class ApprovalAnswer:
 
     needs_approval: bool
     channel: str
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     letter: LetterRef | None
     insured_person_id: int
     clinic_id: int

@@ -7,7 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Final
+
+from pydantic import WithJsonSchema
 
 from server.db.models import (
     AdditionalAgreement,
@@ -33,6 +35,21 @@ from server.services.dispatch_common import clinic_timezone
 
 # ----------------------------------------------------------------------------- views
 
+REASON_SCHEMA: Final[dict[str, Any]] = {
+    "title": "Reason",
+    "description": "One reason of a decision: the rule id, a sentence, and the facts it used.",
+    "type": "object",
+    "properties": {
+        "rule": {"type": "string"},
+        "message": {"type": "string"},
+        "facts": {"type": "object", "additionalProperties": True},
+    },
+    "required": ["rule", "message"],
+    "additionalProperties": False,
+}
+# A reason as the views carry it (``Reason.as_dict()``), with its schema for the OpenAPI document.
+ReasonJson = Annotated[dict[str, Any], WithJsonSchema(REASON_SCHEMA)]
+
 
 @dataclass(frozen=True, slots=True)
 class ClinicView:
@@ -53,7 +70,7 @@ class ClinicOption:
 
     clinic: ClinicView
     needs_pass_photo: bool
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +89,7 @@ class LetterView:
     validity: str
     sent_to_clinic_at: datetime | None
     created_at: datetime
-    validity_reason: dict[str, Any] | None = None
+    validity_reason: ReasonJson | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +118,7 @@ class EventView:
     status: str
     covered: bool
     source: str
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     opened_at: datetime
     closed_at: datetime | None
 
@@ -134,7 +151,7 @@ class DecisionView:
     id: int
     kind: str
     allowed: bool
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     subject: dict[str, Any]
     actor_type: str
     actor_id: int | None
@@ -152,7 +169,7 @@ class RoutingView:
     timezone: str
     hours: str
     local_time: datetime | None
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +203,7 @@ class AttachmentView:
     """Whether a registry attachment is in force today (R6.2, R7.4), and its letters."""
 
     effective: bool
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     letters: list[AttachmentLetterView]
 
 
@@ -217,7 +234,7 @@ class ApplicationView:
     agreement_number: str | None
     agreed_on: date | None
     schedule: list[ScheduledPaymentView]
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
     created_at: datetime
     application_url: str
 

@@ -20,6 +20,7 @@ from server.services.context import ServiceContext
 from server.services.decisions import reasons_json
 from server.services.dispatch import create_pass_request_txn
 from server.services.dispatch_common import require_person_txn
+from server.services.dispatch_views import ReasonJson
 from server.services.identity import Principal
 
 STORED_MIME: Final = "image/jpeg"
@@ -57,7 +58,7 @@ class PassPhotoResult:
     width: int
     height: int
     pass_requests: list[PassRequestView]
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 def _not_an_image() -> RuleViolation:

@@ -38,7 +38,7 @@ from server.services.coverage_facts import (
 )
 from server.services.decisions import reasons_json, record_decision_txn, record_refusal, rule_violation
 from server.services.dispatch_common import require_person_txn, today_of
-from server.services.dispatch_views import ApplicationView, ClinicView, application_view, clinic_view
+from server.services.dispatch_views import ApplicationView, ClinicView, ReasonJson, application_view, clinic_view
 from server.services.identity import Principal
 
 AGREEMENT_PREFIX: Final = "AA"
@@ -61,7 +61,7 @@ class ServiceTypeChange:
     attached_clinic: ClinicView | None
     effective: bool
     application: ApplicationView | None
-    reasons: list[dict[str, Any]]
+    reasons: list[ReasonJson]
 
 
 def _conflict_in_flight(application_id: int | None) -> Conflict:
