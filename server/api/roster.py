@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +17,7 @@ from server.domain.errors import InvalidInput, RuleViolation
 from server.keys import context_key
 from server.services import roster as roster_service
 from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR
+from server.services.roster import AlertView, CoverageView, ImportOutcome, ShiftView
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -58,36 +59,6 @@ class ImportRow(ApiModel):
     ends_at: AwareDatetime
 
 
-class LocalPeriod(ApiModel):
-    """A shift's start and end in a named time zone, for people who read local time."""
-
-    timezone: str
-    starts_at: datetime
-    ends_at: datetime
-
-
-class ShiftPublic(ApiModel):
-    """A shift; ``starts_at``/``ends_at`` are UTC."""
-
-    id: int
-    doctor_id: int
-    doctor_username: str
-    doctor_name: str
-    specialty: str
-    starts_at: datetime
-    ends_at: datetime
-    hours: float
-    local: LocalPeriod | None = None
-
-
-class ImportResult(ApiModel):
-    """What an import did: all rows were accepted (or none, with the errors)."""
-
-    created: int
-    unchanged: int
-    shifts: list[ShiftPublic]
-
-
 class RosterQuery(ApiModel):
     """A window of the roster; default from now back one day to two weeks ahead."""
 
@@ -114,102 +85,8 @@ class CoverageQuery(ApiModel):
     weeks: int = Field(default=2, ge=1, le=8)
 
 
-class GapPublic(ApiModel):
-    start: datetime
-    end: datetime
-    hours: float
-
-
-class SpecialtyCoverage(ApiModel):
-    """One specialty's coverage over the window; general practice must have no gap (R11.2)."""
-
-    specialty: str
-    required_24_7: bool
-    covered_hours: float
-    gap_hours: float
-    gaps: list[GapPublic]
-    alert: bool
-    rule: str | None = None
-    message: str | None = None
-    uncovered_hours: list[datetime] = Field(
-        default_factory=list, description="clock hours with nobody on duty, for round-the-clock specialties"
-    )
-
-
-class AlertPublic(ApiModel):
-    """A roster gap alert (R11.2)."""
-
-    id: int
-    specialty: str
-    rule: str
-    gap_start: datetime
-    gap_end: datetime
-    hours: float
-    detected_at: datetime
-    last_seen_at: datetime | None
-    resolved_at: datetime | None
-    resolution: str | None
-    message: str
-
-
-class CoverageReport(ApiModel):
-    """The coverage check of the coming weeks, per specialty."""
-
-    window_start: datetime
-    window_end: datetime
-    total_hours: float
-    ok: bool
-    specialties: list[SpecialtyCoverage]
-    alerts: list[AlertPublic]
-
-
 class AlertsQuery(ApiModel):
     include_resolved: bool = False
-
-
-def _shift(view: roster_service.ShiftView) -> ShiftPublic:
-    local = None
-    if view.local is not None:
-        local = LocalPeriod(timezone=view.local.timezone, starts_at=view.local.starts_at, ends_at=view.local.ends_at)
-    return ShiftPublic(
-        id=view.id,
-        doctor_id=view.doctor_id,
-        doctor_username=view.doctor_username,
-        doctor_name=view.doctor_name,
-        specialty=view.specialty,
-        starts_at=view.starts_at,
-        ends_at=view.ends_at,
-        hours=view.hours,
-        local=local,
-    )
-
-
-def _alert(view: roster_service.AlertView) -> AlertPublic:
-    return AlertPublic(**view.as_dict())
-
-
-def _report(report: roster_service.CoverageView) -> CoverageReport:
-    return CoverageReport(
-        window_start=report.window_start,
-        window_end=report.window_end,
-        total_hours=report.total_hours,
-        ok=report.ok,
-        specialties=[
-            SpecialtyCoverage(
-                specialty=item.specialty,
-                required_24_7=item.required_24_7,
-                covered_hours=item.covered_hours,
-                gap_hours=item.gap_hours,
-                gaps=[GapPublic(start=g.start, end=g.end, hours=g.hours) for g in item.gaps],
-                alert=item.alert,
-                rule=item.rule,
-                message=item.message,
-                uncovered_hours=item.uncovered_hours,
-            )
-            for item in report.specialties
-        ],
-        alerts=[_alert(alert) for alert in report.alerts],
-    )
 
 
 @endpoint(
@@ -220,16 +97,16 @@ def _report(report: roster_service.CoverageView) -> CoverageReport:
     tags=["roster"],
     roles=(ROLE_ADMIN, ROLE_DISPATCHER),
     query=RosterQuery,
-    response=list[ShiftPublic],
+    response=list[ShiftView],
 )
-async def list_roster(request: web.Request, query: RosterQuery) -> list[ShiftPublic]:
+async def list_roster(request: web.Request, query: RosterQuery) -> list[ShiftView]:
     """Admins and dispatchers see the whole roster."""
     ctx = request.app[context_key]
     now = ctx.clock.now()
     start = query.from_ or now - timedelta(days=1)
     end = query.to or now + timedelta(days=14)
     views = await roster_service.list_shifts(ctx, start=start, end=end, specialty=query.specialty)
-    return [_shift(view) for view in views]
+    return views
 
 
 @endpoint(
@@ -240,11 +117,11 @@ async def list_roster(request: web.Request, query: RosterQuery) -> list[ShiftPub
     tags=["roster"],
     roles=(ROLE_ADMIN,),
     body=ShiftCreate,
-    response=ShiftPublic,
+    response=ShiftView,
     status=201,
     errors=[404, 409],
 )
-async def create_shift(request: web.Request, body: ShiftCreate) -> ShiftPublic:
+async def create_shift(request: web.Request, body: ShiftCreate) -> ShiftView:
     """Admins edit the roster; the coverage check re-runs afterwards."""
     view = await roster_service.create_shift(
         request.app[context_key],
@@ -254,7 +131,7 @@ async def create_shift(request: web.Request, body: ShiftCreate) -> ShiftPublic:
         starts_at=body.starts_at,
         ends_at=body.ends_at,
     )
-    return _shift(view)
+    return view
 
 
 @endpoint(
@@ -265,10 +142,10 @@ async def create_shift(request: web.Request, body: ShiftCreate) -> ShiftPublic:
     tags=["roster"],
     roles=(ROLE_ADMIN,),
     body=ShiftUpdate,
-    response=ShiftPublic,
+    response=ShiftView,
     errors=[404, 409],
 )
-async def update_shift(request: web.Request, body: ShiftUpdate) -> ShiftPublic:
+async def update_shift(request: web.Request, body: ShiftUpdate) -> ShiftView:
     """Partial update: only the given fields change."""
     view = await roster_service.update_shift(
         request.app[context_key],
@@ -278,7 +155,7 @@ async def update_shift(request: web.Request, body: ShiftUpdate) -> ShiftPublic:
         starts_at=body.starts_at,
         ends_at=body.ends_at,
     )
-    return _shift(view)
+    return view
 
 
 @endpoint(
@@ -307,11 +184,11 @@ async def delete_shift(request: web.Request) -> web.Response:
     ),
     tags=["roster"],
     roles=(ROLE_ADMIN,),
-    response=ImportResult,
+    response=ImportOutcome,
     status=201,
     errors=[400, 409, 415, 422],
 )
-async def import_roster(request: web.Request) -> ImportResult:
+async def import_roster(request: web.Request) -> ImportOutcome:
     """Every row is checked before any is saved; the errors name the bad rows."""
     ctx = request.app[context_key]
     content_type = request.content_type
@@ -328,7 +205,7 @@ async def import_roster(request: web.Request) -> ImportResult:
     else:
         raise web.HTTPUnsupportedMediaType(reason="send application/json or text/csv")
     result = await roster_service.import_shifts(ctx, rows)
-    return ImportResult(created=result.created, unchanged=result.unchanged, shifts=[_shift(v) for v in result.shifts])
+    return result
 
 
 def _json_rows(payload: Any) -> list[roster_service.ShiftRow]:
@@ -369,9 +246,9 @@ def _json_rows(payload: Any) -> list[roster_service.ShiftRow]:
     tags=["roster"],
     roles=(ROLE_DOCTOR,),
     query=MineQuery,
-    response=list[ShiftPublic],
+    response=list[ShiftView],
 )
-async def my_roster(request: web.Request, query: MineQuery) -> list[ShiftPublic]:
+async def my_roster(request: web.Request, query: MineQuery) -> list[ShiftView]:
     """A doctor's own view of the roster."""
     ctx = request.app[context_key]
     principal = current_principal(request)
@@ -383,7 +260,7 @@ async def my_roster(request: web.Request, query: MineQuery) -> list[ShiftPublic]
         end=query.to or now + timedelta(days=28),
         tz=query.tz,
     )
-    return [_shift(view) for view in views]
+    return views
 
 
 @endpoint(
@@ -411,12 +288,12 @@ async def set_my_time_zone(request: web.Request, body: TimeZoneBody) -> TimeZone
     tags=["roster"],
     roles=(ROLE_ADMIN, ROLE_DISPATCHER),
     query=CoverageQuery,
-    response=CoverageReport,
+    response=CoverageView,
 )
-async def coverage(request: web.Request, query: CoverageQuery) -> CoverageReport:
+async def coverage(request: web.Request, query: CoverageQuery) -> CoverageView:
     """Runs the check now (recording alerts and the gap metric) and reports it."""
     report = await roster_service.run_coverage_check(request.app[context_key], weeks=query.weeks)
-    return _report(report)
+    return report
 
 
 @endpoint(
@@ -427,12 +304,12 @@ async def coverage(request: web.Request, query: CoverageQuery) -> CoverageReport
     tags=["roster", "admin"],
     roles=(ROLE_ADMIN,),
     query=AlertsQuery,
-    response=list[AlertPublic],
+    response=list[AlertView],
 )
-async def roster_alerts(request: web.Request, query: AlertsQuery) -> list[AlertPublic]:
+async def roster_alerts(request: web.Request, query: AlertsQuery) -> list[AlertView]:
     """Admins see every gap the coverage check found."""
     views = await roster_service.list_alerts(request.app[context_key], include_resolved=query.include_resolved)
-    return [_alert(view) for view in views]
+    return views
 
 
 def setup(app: web.Application) -> None:

@@ -58,12 +58,8 @@ class ShiftView:
     specialty: str
     starts_at: datetime
     ends_at: datetime
+    hours: float
     local: LocalTimes | None = None
-
-    @property
-    def hours(self) -> float:
-        """The shift's length in hours."""
-        return round((self.ends_at - self.starts_at).total_seconds() / 3600, 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +88,7 @@ class GapView:
 
     start: datetime
     end: datetime
-
-    @property
-    def hours(self) -> float:
-        """The gap's length in hours."""
-        return round((self.end - self.start).total_seconds() / 3600, 2)
+    hours: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +122,6 @@ class AlertView:
     resolution: str | None
     message: str
 
-    def as_dict(self) -> dict[str, Any]:
-        """Fields by name, for the API model."""
-        return {name: getattr(self, name) for name in self.__slots__}
-
 
 @dataclass(frozen=True, slots=True)
 class CoverageView:
@@ -141,21 +129,18 @@ class CoverageView:
 
     window_start: datetime
     window_end: datetime
+    total_hours: float
+    ok: bool  # every round-the-clock specialty is covered at every moment (R11.2)
     specialties: list[SpecialtyCoverageView]
     alerts: list[AlertView] = field(default_factory=list)
 
-    @property
-    def total_hours(self) -> float:
-        """Length of the checked window in hours."""
-        return round((self.window_end - self.window_start).total_seconds() / 3600, 2)
-
-    @property
-    def ok(self) -> bool:
-        """Whether every round-the-clock specialty is covered at every moment (R11.2)."""
-        return not any(item.alert for item in self.specialties)
-
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def hours_between(start: datetime, end: datetime) -> float:
+    """A period's length in hours, to the hundredth (shifts, gaps, alerts, the checked window)."""
+    return round((end - start).total_seconds() / 3600, 2)
 
 
 def _utc(value: datetime, name: str) -> datetime:
@@ -183,6 +168,7 @@ def _view(shift: DutyShift, doctor: StaffAccount | None, zone: ZoneInfo | None =
         specialty=shift.specialty,
         starts_at=shift.starts_at,
         ends_at=shift.ends_at,
+        hours=hours_between(shift.starts_at, shift.ends_at),
         local=local,
     )
 
@@ -660,7 +646,7 @@ def _alert_view(alert: RosterAlert) -> AlertView:
         rule=str(details.get("rule", ALERT_RULE)),
         gap_start=alert.gap_start,
         gap_end=alert.gap_end,
-        hours=round((alert.gap_end - alert.gap_start).total_seconds() / 3600, 2),
+        hours=hours_between(alert.gap_start, alert.gap_end),
         detected_at=alert.detected_at,
         last_seen_at=_instant("last_seen_at"),
         resolved_at=_instant("resolved_at"),
@@ -733,7 +719,7 @@ async def run_coverage_check(ctx: ServiceContext, *, weeks: int | None = None) -
                     required_24_7=required,
                     covered_hours=round((end - start).total_seconds() / 3600 - gap_seconds / 3600, 2),
                     gap_hours=round(gap_seconds / 3600, 2),
-                    gaps=[GapView(g.start, g.end) for g in gaps],
+                    gaps=[GapView(g.start, g.end, hours_between(g.start, g.end)) for g in gaps],
                     alert=required and bool(gaps),
                     rule=ALERT_RULE if required else None,
                     message=message,
@@ -751,7 +737,14 @@ async def run_coverage_check(ctx: ServiceContext, *, weeks: int | None = None) -
             alert.gap_start.isoformat(),
             alert.gap_end.isoformat(),
         )
-    return CoverageView(window_start=start, window_end=end, specialties=views, alerts=open_views)
+    return CoverageView(
+        window_start=start,
+        window_end=end,
+        total_hours=hours_between(start, end),
+        ok=not any(item.alert for item in views),
+        specialties=views,
+        alerts=open_views,
+    )
 
 
 async def _lock_check(session: AsyncSession) -> None:
