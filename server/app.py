@@ -52,6 +52,7 @@ from server.keys import (
 from server.logging_setup import request_context_middleware
 from server.metrics import make_metrics
 from server.realtime import setup as realtime_setup
+from server.security.code_queue import QueuedCodeSender
 from server.security.otp import CodeSender
 from server.security.sms import make_code_sender
 from server.security.tokens import TokenService
@@ -191,17 +192,24 @@ async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def context_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Build the service context once the engine and bus exist."""
+    """Build the service context once the engine and bus exist.
+
+    Codes go out through the outbox queue (``QueuedCodeSender``): the login answers first, so its
+    timing does not tell whether a code was sent (A9); queued codes are delivered before shutdown.
+    """
+    outbox = QueuedCodeSender(app[code_sender_key])
+    outbox.start()
     app[context_key] = ServiceContext(
         settings=app[settings_key],
         session_factory=app[session_factory_key],
         bus=app[bus_key],
         clock=app[clock_key],
         tokens=app[tokens_key],
-        code_sender=app[code_sender_key],
+        code_sender=outbox,
         metrics=app[metrics_key],
     )
     yield
+    await outbox.close()
 
 
 async def close_code_sender(app: web.Application) -> None:

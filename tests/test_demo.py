@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -18,6 +17,7 @@ import aiohttp
 import pytest
 
 from server.security.otp import OutboxSender
+from tests.fakes import outbox_code
 
 
 def _free_port() -> int:
@@ -71,8 +71,7 @@ async def test_demo_command_serves_seeded_data_and_a_policy_login_opens_me(tmp_p
             ) as response:
                 assert response.status == 200
                 challenge = (await response.json())["challenge_id"]
-            outbox = (tmp_path / "data" / "outbox.jsonl").read_text().splitlines()
-            code = re.search(r"\b(\d{6})\b", json.loads(outbox[-1])["text"]).group(1)  # type: ignore[union-attr]
+            code = await outbox_code(tmp_path / "data" / "outbox.jsonl")
             async with session.post(
                 f"{base}/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
             ) as response:

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +26,7 @@ from server.db.engine import is_sqlite, make_engine, make_session_factory
 from server.db.models import AuditEvent
 from server.logging_setup import configure_logging, header_for_log, utc_timestamp
 from tests.factories import STAFF_PASSWORD, Factories, bearer
-from tests.fakes import RecordingSender
+from tests.fakes import RecordingSender, outbox_code
 from tests.test_multiprocess import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -107,8 +106,7 @@ async def test_forced_database_errors_leave_no_complaint_chat_or_username_in_the
             ) as response:
                 assert response.status == 200, await response.text()
                 challenge = (await response.json())["challenge_id"]
-            outbox = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
-            code = re.search(r"\b(\d{6})\b", outbox[-1]["text"]).group(1)  # type: ignore[union-attr]
+            code = await outbox_code(data_dir / "outbox.jsonl")
             async with http.post(
                 server.url + "/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
             ) as response:
@@ -178,7 +176,7 @@ def test_python_warnings_go_through_the_json_logger(capsys: pytest.CaptureFixtur
 
 
 def test_header_echo_is_printable_ascii_and_bounded() -> None:
-    assert header_for_log("https://a.example\r\n{\"x\":1}\u202e") == 'https://a.example??{"x":1}?'
+    assert header_for_log('https://a.example\r\n{"x":1}\u202e') == 'https://a.example??{"x":1}?'
     assert len(header_for_log("x" * 10_000)) == 83
     assert header_for_log(None) == "(none)"
 
@@ -205,8 +203,8 @@ async def test_auth_events_are_logged_without_secrets_and_403s_audited_D5(
         assert secret not in joined
     async with factories.session_factory() as session:
         denied = (
-            await session.execute(select(AuditEvent).where(AuditEvent.action == "route.forbidden"))
-        ).scalars().all()
+            (await session.execute(select(AuditEvent).where(AuditEvent.action == "route.forbidden"))).scalars().all()
+        )
     assert [(e.actor, e.result) for e in denied] == [(subject, "denied")]
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from server.clock import FixedClock
 from server.db.engine import make_engine, make_session_factory
 from tests.backends import POSTGRES_URL, REDIS_URL, DatabaseFactory, require_real_services
 from tests.factories import STAFF_PASSWORD, Factories
-from tests.fakes import RecordingSender
+from tests.fakes import RecordingSender, outbox_code
 
 pytestmark = pytest.mark.slow
 
@@ -190,8 +189,7 @@ async def test_patient_on_process_a_and_doctor_on_process_b_chat_then_resume_wit
             ) as response:
                 assert response.status == 200, await response.text()
                 challenge = (await response.json())["challenge_id"]
-            outbox = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
-            code = re.search(r"\b(\d{6})\b", outbox[-1]["text"]).group(1)  # type: ignore[union-attr]
+            code = await outbox_code(data_dir / "outbox.jsonl")
             async with http.post(
                 server_a.url + "/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
             ) as response:

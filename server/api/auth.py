@@ -114,7 +114,7 @@ def _tokens(pair: auth_service.TokenPair, request: web.Request) -> TokenResponse
     tags=["auth"],
     body=PolicyLoginStart,
     response=PolicyLoginStarted,
-    errors=[409, 422, 429],
+    errors=[409, 422, 429, 503],
 )
 async def start_policy_login(request: web.Request, body: PolicyLoginStart) -> PolicyLoginStarted:
     """Same answer whether or not the policy exists, so it cannot be used to probe policies."""

@@ -222,6 +222,17 @@ class FakeSmsGateway:
         """Where the app posts messages."""
         return f"http://127.0.0.1:{self.port}/send"
 
+    async def wait_code(self, phone: str, timeout: float = 10.0) -> str:
+        """The newest code sent to ``phone``, waiting for it: the app answers first, then sends (A9)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                return self.last_code(phone)
+            except AssertionError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+
     def last_code(self, phone: str) -> str:
         """The newest six-digit code sent to ``phone``."""
         for message in reversed(self.messages):

@@ -346,7 +346,7 @@ async def test_login_chat_across_processes_and_failover_after_sigkill_G3(stack: 
         ) as response:
             assert response.status == 200, await response.text()
             challenge = (await response.json())["challenge_id"]
-        code = stack.gateway.last_code(patient.phone)
+        code = await stack.gateway.wait_code(patient.phone)
         async with browser.post(
             public + "/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
         ) as response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from signaling.peers.client import CallPeer, SocketClient
 from signaling.peers.net import pin_host_addresses
 from tests.backends import REDIS_URL
 from tests.factories import STAFF_PASSWORD, Factories
-from tests.fakes import RecordingSender
+from tests.fakes import RecordingSender, outbox_code
 from tests.test_multiprocess import ORIGIN, SECRET, ServerProcess, real_database
 
 pytestmark = pytest.mark.slow
@@ -72,8 +71,7 @@ async def test_patient_on_a_doctor_on_b_media_both_ways_renegotiation_recovery_a
                 json={"policy_number": policy_number, "birth_date": patient.birth_date.isoformat()},
             ) as response:
                 challenge = (await response.json())["challenge_id"]
-            outbox = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
-            code = re.search(r"\b(\d{6})\b", outbox[-1]["text"]).group(1)  # type: ignore[union-attr]
+            code = await outbox_code(data_dir / "outbox.jsonl")
             async with http.post(
                 server_a.url + "/api/auth/policy/verify", json={"challenge_id": challenge, "code": code}
             ) as response:
