@@ -56,7 +56,7 @@ async def _measure(url: str, tries: int, data_dir: Path) -> dict[str, list[float
     timings: dict[str, list[float]] = {"unknown policy": [], "wrong birth date": [], "right": []}
     try:
         async with aiohttp.ClientSession(server.url) as session:
-            await server.wait_ready(session)
+            await server.wait_ready(session, timeout=180)
             for index, (number, born, _phone) in enumerate(people):
                 cases = {
                     "unknown policy": {"policy_number": f"NOPE-{index:06d}", "birth_date": born.isoformat()},
