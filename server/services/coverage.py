@@ -19,15 +19,15 @@ from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
 from server.domain.attachment import attachment_effective
 from server.domain.clinics import ClinicPurpose, allowed_clinics, check_clinic_choice
+from server.domain.consultation_coverage import policy_year
 from server.domain.coverage_types import PolicyFacts, ServiceType
 from server.domain.errors import InvalidInput, NotFound
 from server.domain.insured_list import normalise_phone
-from server.domain.routing import DispatchPoint, card_phone, city_key, who_answers
+from server.domain.routing import DispatchPoint, card_phone, city_key, local_date, person_timezone, who_answers
 from server.domain.service_type import recommended_service_type
 from server.services import audit
 from server.services.context import ServiceContext
 from server.services.coverage_facts import (
-    coverage_day,
     to_attachment_letter_facts,
     to_clinic_facts,
     to_insured_facts,
@@ -167,14 +167,15 @@ async def card_txn(session: AsyncSession, person: InsuredPerson, now: datetime) 
     Returns:
         The card.
     """
-    today = coverage_day(now)
+    points = await points_txn(session)
+    # R10.3: "that day" is the person's own local date, the same local time routing uses below.
+    today = local_date(now, person_timezone(person.city, points))
     policy = await coverage_repo.get_policy(session, person.policy_id)
     assert policy is not None  # a foreign key guarantees it
     program = await coverage_repo.get_program(session, policy.program_id)
     assert program is not None
     program_facts = to_program_facts(program)
     holder = await coverage_repo.policyholder_name(session, policy.policyholder_id)
-    points = await points_txn(session)
 
     attached: ClinicView | None = None
     attachment: AttachmentView | None = None
@@ -194,9 +195,9 @@ async def card_txn(session: AsyncSession, person: InsuredPerson, now: datetime) 
 
     routing = who_answers(person.city, points, now)
     printed = card_phone(person.city, points)
-    used = await coverage_repo.telemedicine_used_between(
-        session, person.id, date(today.year, 1, 1), date(today.year, 12, 31)
-    )
+    # R11.4: the allowance counts per policy year (the one containing that day, clamped to the policy).
+    period = policy_year(policy.starts_on, policy.ends_on, min(max(today, policy.starts_on), policy.ends_on))
+    used = await coverage_repo.telemedicine_used_between(session, person.id, period.starts_on, period.ends_on)
     allowance = program.telemedicine_allowance_per_year
     recommended, why = recommended_service_type(program_facts)
     requests = [r for r in await repo.requests_of_person(session, person.id) if r.status in ("open", "in_progress")]

@@ -46,10 +46,10 @@ from server.services.coverage_facts import (
 from server.services.decisions import reasons_json, record_decision_txn, record_refusal, rule_violation
 from server.services.dispatch_common import (
     clinic_timezone,
+    person_day_txn,
     points_txn,
     require_clinic_on_program_txn,
     require_person_txn,
-    today_of,
 )
 from server.services.dispatch_views import (
     EventView,
@@ -200,11 +200,11 @@ async def submit_insured_request(
     text = _checked_complaints(complaints)
     wanted = list(letter_rules.normalize_services(services))
     now = ctx.clock.now()
-    today = today_of(ctx)
     refusal: RuleViolation | None = None
     async with ctx.uow() as uow:
         session = uow.session
         person = await require_person_txn(session, principal.subject_id, for_update=True)
+        today = await person_day_txn(session, person, now)  # R10.3: the person's local day
         records = await load_coverage_records(session, person)
         coverage = evaluate_coverage(records.insured, records.policy_facts, records.program_facts, chosen, today)
         if not coverage.allowed:
@@ -392,10 +392,10 @@ async def open_event(
     chosen = parse_component(component)
     text = _checked_complaints(complaints)
     now = ctx.clock.now()
-    day = on or today_of(ctx)
     async with ctx.uow() as uow:
         session = uow.session
         person = await require_person_txn(session, person_id, for_update=True)
+        day = on or await person_day_txn(session, person, now)  # R10.3: the person's local day
         request: DispatchRequest | None = None
         if request_id is not None:
             request = await repo.get_request(session, request_id, for_update=True)
@@ -586,10 +586,9 @@ async def issue_letter(
         RuleViolation: any refusal above (recorded in the decision trail).
     """
     now = ctx.clock.now()
-    day = issued_on or today_of(ctx)
     refusal: RuleViolation | None = None
     person_id: int | None = None
-    subject: dict[str, Any] = {"insured_event_id": event_id, "clinic_id": clinic_id, "on": day.isoformat()}
+    subject: dict[str, Any] = {"insured_event_id": event_id, "clinic_id": clinic_id}
     async with ctx.uow() as uow:
         session = uow.session
         event = await repo.get_event(session, event_id, for_update=True)
@@ -597,6 +596,8 @@ async def issue_letter(
             raise NotFound("no such insured event")
         person = await require_person_txn(session, event.insured_person_id, for_update=True)
         person_id = person.id
+        day = issued_on or await person_day_txn(session, person, now)  # R10.3: the person's local day
+        subject["on"] = day.isoformat()
         records = await load_coverage_records(session, person, with_clinics=True)
         clinic = await coverage_repo.get_clinic(session, clinic_id)
         chosen = parse_component(component) if component is not None else Component(event.component)
@@ -672,7 +673,7 @@ async def issue_letter(
                 await _audit(ctx, session, principal, "letter.issue", "letter_of_guarantee", letter.id, person.id)
                 await uow.commit()
                 return LetterIssued(
-                    letter=letter_view(letter, clinic, today_of(ctx)),
+                    letter=letter_view(letter, clinic, await person_day_txn(session, person, now)),
                     reasons=reasons_json(decision.reasons),
                     pass_photo=pass_note,
                     finished_request_ids=finished,
@@ -715,13 +716,14 @@ async def change_letter(
         Conflict: the letter is already closed or cancelled (R2.5).
     """
     now = ctx.clock.now()
-    day = on or today_of(ctx)
     async with ctx.uow() as uow:
         session = uow.session
         letter, event, clinic = await _letter_with_event_txn(session, letter_id)
         facts = to_letter_facts(letter)
+        owner = await require_person_txn(session, letter.insured_person_id)
+        today = await person_day_txn(session, owner, now)  # R10.3: the person's local day
+        day = on or today
         if action == "extend":
-            owner = await require_person_txn(session, letter.insured_person_id)
             policy = (await load_coverage_records(session, owner)).policy_facts
             transition = letter_rules.extend_letter(facts, to_insured_event_facts(event), day, policy=policy)
             letter.valid_until = transition.letter.valid_until
@@ -746,7 +748,7 @@ async def change_letter(
             ctx, session, principal, f"letter.{action}", "letter_of_guarantee", letter.id, letter.insured_person_id
         )
         await uow.commit()
-    return LetterChanged(letter=letter_view(letter, clinic, today_of(ctx)), reasons=reasons_json(transition.reasons))
+    return LetterChanged(letter=letter_view(letter, clinic, today), reasons=reasons_json(transition.reasons))
 
 
 # ----------------------------------------------------------------------------- visits (R2.4, R2.6)
@@ -849,13 +851,13 @@ async def approval_check(
         NotFound: no such person, or the event is not theirs.
         RuleViolation: the day is outside the policy (R10.2); the clinic is unknown or off the list (R2.3).
     """
-    day = on or today_of(ctx)
     async with ctx.uow() as uow:
         session = uow.session
         found = await coverage_repo.person_policy_program(session, person_id)
         if found is None:
             raise NotFound("no such insured person")
         person, policy, program = found
+        day = on or await person_day_txn(session, person, ctx.clock.now())  # R10.3: the person's local day
         insured = to_insured_facts(person)
         policy_facts = to_policy_facts(policy)
         if not policy_facts.is_valid_on(day) or not person.is_active:

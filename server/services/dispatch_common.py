@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from server.db.models import (
 from server.db.repositories import coverage as coverage_repo
 from server.domain.coverage_types import PolicyFacts
 from server.domain.errors import NotFound
-from server.domain.routing import DEFAULT_DISPATCH_POINTS, DispatchPoint, city_key
+from server.domain.routing import DEFAULT_DISPATCH_POINTS, DispatchPoint, city_key, local_date, person_timezone
 from server.services.context import ServiceContext
 from server.services.coverage_facts import (
     coverage_day,
@@ -39,6 +39,15 @@ DEFAULT_CLINIC_TIMEZONE: Final = ZoneInfo("Europe/Moscow")
 def today_of(ctx: ServiceContext) -> date:
     """The insurer's calendar day now (policies are dated in Moscow time)."""
     return coverage_day(ctx.clock.now())
+
+
+async def person_day_txn(session: AsyncSession, person: InsuredPerson, now: datetime) -> date:
+    """"That day" for the person: the calendar date in their city's time zone, as routing uses it (R10.3).
+
+    A person in Kamchatka asking at 2027-01-01 08:00 local time (still 2026-12-31 in Moscow) is
+    served on 2027-01-01: that day's policy, letters and allowance.
+    """
+    return local_date(now, person_timezone(person.city, await points_txn(session)))
 
 
 async def points_txn(session: AsyncSession) -> tuple[DispatchPoint, ...]:

@@ -51,6 +51,7 @@ async def build_world(
     installments: list[date] | None = None,
     program_overrides: dict[str, Any] | None = None,
     person_overrides: dict[str, Any] | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> World:
     """A category-2 program with every component and registry offered, its clinics, one dispatcher person."""
     program = await factories.program(**(program_overrides or {}))
@@ -69,8 +70,10 @@ async def build_world(
     cat1 = await factories.clinic(programs=[program], name="Clinic Premium", price_category=1)
     cat3 = await factories.clinic(programs=[program, basic], name="Clinic Budget", price_category=3)
     off_list = await factories.clinic(name="Clinic Elsewhere")
-    policy = await factories.policy(program=program, payment_mode=payment_mode, installments=installments)
-    person = await factories.insured(policy=policy, **(person_overrides or {}))
+    policy_row = await factories.policy(
+        program=program, payment_mode=payment_mode, installments=installments, **(policy or {})
+    )
+    person = await factories.insured(policy=policy_row, **(person_overrides or {}))
     dispatcher = await factories.staff("dispatcher")
     admin = await factories.staff("admin")
     return World(
@@ -82,7 +85,7 @@ async def build_world(
         cat1_clinic=cat1,
         cat3_clinic=cat3,
         off_list=off_list,
-        policy=policy,
+        policy=policy_row,
         person=person,
         insured=bearer(await factories.login_insured(client, person)),
         dispatcher=bearer(await factories.login_staff(client, dispatcher)),
