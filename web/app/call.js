@@ -38,6 +38,18 @@ addMessages({
     "call.checkStop": "Закончить проверку",
     "call.checkResult": "Связь с сервером: {grade}, задержка {rtt} мс",
     "call.checkExplain": "Видео уходит на сервер и возвращается: так вы увидите, как вас видит врач.",
+    "call.step.ice_restart": "Связь прервалась: переподключаемся…",
+    "call.step.relay_only": "Переподключаемся через сервер-ретранслятор…",
+    "call.step.audio_only": "Видео не проходит: продолжаем только со звуком.",
+    "call.step.choose": "Звонок не удаётся восстановить. Продолжите в чате или попросите диспетчера перезвонить пациенту по телефону.",
+    "call.step.text_chat": "Звонок не удался: консультация продолжается в чате.",
+    "call.step.callback_request": "Звонок не удался: диспетчер перезвонит пациенту по телефону.",
+    "call.recovered": "Связь восстановлена.",
+    "call.stepBy": "({who})",
+    "call.who.doctor": "врач",
+    "call.who.patient": "пациент",
+    "call.toChat": "Продолжить в чате",
+    "call.askCallBack": "Попросить перезвонить",
   },
   en: {
     "call.title": "Call",
@@ -68,6 +80,18 @@ addMessages({
     "call.checkStop": "Stop the check",
     "call.checkResult": "Connection to the server: {grade}, round trip {rtt} ms",
     "call.checkExplain": "Your video goes to the server and comes back: this is how the doctor will see you.",
+    "call.step.ice_restart": "The connection dropped: reconnecting…",
+    "call.step.relay_only": "Reconnecting through the relay server…",
+    "call.step.audio_only": "Video does not get through: going on with sound only.",
+    "call.step.choose": "The call cannot be restored. Go on in the chat, or ask the dispatcher to call the patient back by phone.",
+    "call.step.text_chat": "The call failed: the consultation goes on in the chat.",
+    "call.step.callback_request": "The call failed: the dispatcher will call the patient back by phone.",
+    "call.recovered": "The connection is back.",
+    "call.stepBy": "({who})",
+    "call.who.doctor": "the doctor",
+    "call.who.patient": "the patient",
+    "call.toChat": "Go on in the chat",
+    "call.askCallBack": "Ask for a call-back",
   },
 });
 
@@ -103,9 +127,12 @@ function Video({ stream, muted, label, className }) {
   return html`<video ref=${ref} class=${className} autoplay playsinline muted=${muted} aria-label=${label}></video>`;
 }
 
+const LADDER = ["ice_restart", "relay_only", "audio_only"]; // then text_chat or callback_request, chosen
+const LADDER_WAIT_MS = 8000;
+
 /** One call session: join, negotiate, follow the peer; returns a controller for the UI. */
 function startSession({ consultationId, wantVideo, onState }) {
-  const session = { callId: null, polite: false, pc: null, generation: 0, theirGeneration: 0, makingOffer: false, ignoreOffer: false, iceServers: [], stream: null, ended: false };
+  const session = { callId: null, polite: false, pc: null, generation: 0, theirGeneration: 0, makingOffer: false, ignoreOffer: false, iceServers: [], icePolicy: "all", stream: null, ended: false, step: -1, audioOnly: false, ladderTimer: null };
   const emit = (patch) => onState((s) => ({ ...s, ...patch }));
 
   const send = (type, fields) => call(type, { call_id: session.callId, ...fields }).catch(() => {});
@@ -114,7 +141,7 @@ function startSession({ consultationId, wantVideo, onState }) {
     if (session.pc) session.pc.close();
     session.generation = Math.max(session.generation, session.theirGeneration) + 1;
     const generation = session.generation;
-    const pc = new RTCPeerConnection({ iceServers: session.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: session.iceServers, iceTransportPolicy: session.icePolicy });
     session.pc = pc;
     session.makingOffer = false;
     session.ignoreOffer = false;
@@ -129,7 +156,17 @@ function startSession({ consultationId, wantVideo, onState }) {
       if (!candidate) send("call.end_of_candidates", { generation });
       else if (candidate.candidate) send("call.candidate", { candidate: candidate.toJSON(), generation });
     };
-    pc.onconnectionstatechange = () => emit({ connected: pc.connectionState === "connected" });
+    pc.onconnectionstatechange = () => {
+      if (pc !== session.pc) return;
+      const state = pc.connectionState;
+      emit({ connected: state === "connected" });
+      if (state === "connected") recovered();
+      else if (state === "failed") stepDown("failed");
+      else if (state === "disconnected") {
+        // "disconnected" often heals by itself within a few seconds; walk the ladder if it does not.
+        setTimeout(() => pc === session.pc && pc.connectionState === "disconnected" && stepDown("disconnected"), 3000);
+      }
+    };
     pc.onnegotiationneeded = async () => {
       if (pc !== session.pc || !session.peerPresent || session.awaitingOffer) return;
       try {
@@ -140,14 +177,102 @@ function startSession({ consultationId, wantVideo, onState }) {
         session.makingOffer = false;
       }
     };
-    if (session.stream && session.stream.getTracks().length) {
-      for (const track of session.stream.getTracks()) pc.addTrack(track, session.stream);
-      if (!session.stream.getVideoTracks().length && wantVideo) pc.addTransceiver("video", { direction: "recvonly" });
+    const video = wantVideo && !session.audioOnly;
+    const tracks = session.stream ? session.stream.getTracks().filter((track) => track.kind === "audio" || video) : [];
+    if (tracks.length) {
+      for (const track of tracks) pc.addTrack(track, session.stream);
+      if (!tracks.some((track) => track.kind === "video") && video) pc.addTransceiver("video", { direction: "recvonly" });
     } else {
       pc.addTransceiver("audio", { direction: "recvonly" });
-      if (wantVideo) pc.addTransceiver("video", { direction: "recvonly" });
+      if (video) pc.addTransceiver("video", { direction: "recvonly" });
     }
     return pc;
+  }
+
+  // The step-down ladder (signaling/PROTOCOL.md, issue 13 item 6). The doctor's side walks it (one
+  // driver, so the two sides never rebuild against each other); the patient's side follows the
+  // call.step_down events. Each rung gets LADDER_WAIT_MS to reconnect before the next one.
+  async function freshIce() {
+    try {
+      const fresh = await call("call.ice_servers", { call_id: session.callId });
+      session.iceServers = fresh.ice_servers || [];
+      session.icePolicy = fresh.ice_transport_policy || "all";
+    } catch (_) {
+      /* keep the ones we have */
+    }
+  }
+
+  function recovered() {
+    clearTimeout(session.ladderTimer);
+    session.ladderTimer = null;
+    if (session.step >= 0) emit({ recovered: true, choose: false });
+  }
+
+  function follow(step) {
+    session.lastStep = step;
+    const index = LADDER.indexOf(step);
+    if (index > session.step) session.step = index;
+    if (step === "relay_only") freshIce(); // the driver's new-generation offer is answered under relay
+    if (step === "audio_only") {
+      session.audioOnly = true;
+      // Our side may choose the last rung too, if sound alone does not come back either.
+      if (session.polite) {
+        clearTimeout(session.ladderTimer);
+        session.ladderTimer = setTimeout(() => {
+          session.ladderTimer = null;
+          if (!session.ended && !(session.pc && session.pc.connectionState === "connected")) emit({ choose: true });
+        }, LADDER_WAIT_MS * 1.5);
+      }
+    }
+  }
+
+  async function stepDown(why) {
+    if (session.ended || session.polite || !session.peerPresent || session.ladderTimer) return;
+    const next = session.step + 1;
+    if (next >= LADDER.length) {
+      emit({ choose: true, recovered: false });
+      return;
+    }
+    const step = LADDER[next];
+    session.step = next;
+    session.lastStep = step;
+    emit({ step, stepBy: "me", recovered: false, choose: false });
+    await call("call.step_down", { call_id: session.callId, step, reason: why }).catch(() => {});
+    if (step === "ice_restart") {
+      await freshIce();
+      try {
+        session.pc.setConfiguration({ iceServers: session.iceServers, iceTransportPolicy: session.icePolicy });
+      } catch (_) {
+        /* a policy change needs a new connection: the next rung builds one */
+      }
+      session.pc.restartIce();
+    } else if (step === "relay_only") {
+      await freshIce();
+      newConnection(); // a new generation, relay-only: our negotiationneeded offers it
+    } else if (step === "audio_only") {
+      session.audioOnly = true;
+      await freshIce();
+      newConnection();
+      send("call.media", { audio: Boolean(session.stream && session.stream.getAudioTracks().some((t) => t.enabled)), video: false });
+    }
+    session.ladderTimer = setTimeout(() => {
+      session.ladderTimer = null;
+      if (session.pc && session.pc.connectionState === "connected") recovered();
+      else stepDown("not recovered");
+    }, LADDER_WAIT_MS);
+  }
+
+  /** The last rungs, chosen by a person: text chat or a call-back request; both end the call. */
+  async function finalStep(step) {
+    clearTimeout(session.ladderTimer);
+    session.lastStep = step;
+    emit({ choose: false, step, stepBy: "me" });
+    try {
+      await call("call.step_down", { call_id: session.callId, step, reason: "the call could not be restored" });
+    } catch (error) {
+      emit({ error });
+    }
+    stop(false, step);
   }
 
   async function onDescription({ description, generation: theirs }) {
@@ -158,6 +283,7 @@ function startSession({ consultationId, wantVideo, onState }) {
     session.theirGeneration = Math.max(session.theirGeneration, theirs);
     const pc = session.pc || newConnection();
     const collision = description.type === "offer" && (session.makingOffer || pc.signalingState !== "stable");
+    if (collision) session.collisions = (session.collisions || 0) + 1;
     session.ignoreOffer = !session.polite && collision;
     if (session.ignoreOffer) return;
     await pc.setRemoteDescription(description);
@@ -176,25 +302,32 @@ function startSession({ consultationId, wantVideo, onState }) {
       // back until their offer has been answered).
       session.awaitingOffer = true;
       newConnection();
-    } else if (event.type === "call.peer_away") emit({ away: true });
+    } else if (event.type === "call.peer_away") {
+      session.peerPresent = false;
+      emit({ away: true });
+    }
     else if (event.type === "call.description") onDescription(event).catch(() => {});
     else if (event.type === "call.candidate") {
       if (session.pc && event.generation === session.theirGeneration) session.pc.addIceCandidate(event.candidate).catch(() => {});
     } else if (event.type === "call.end_of_candidates") {
       if (session.pc && event.generation === session.theirGeneration) session.pc.addIceCandidate(null).catch(() => {});
     } else if (event.type === "call.media") emit({ peerMedia: { audio: event.audio, video: event.video } });
-    else if (event.type === "call.ended" || event.type === "call.replaced") stop(false);
+    else if (event.type === "call.step_down") {
+      follow(event.step);
+      emit({ step: event.step, stepBy: event.by, recovered: false, choose: false });
+    } else if (event.type === "call.ended" || event.type === "call.replaced") stop(false, event.reason === "stepped_down" ? session.lastStep || null : null);
   }
 
   let unsubscribe = null;
-  function stop(hangup) {
+  function stop(hangup, finalStepTaken = null) {
     if (session.ended) return;
     session.ended = true;
+    clearTimeout(session.ladderTimer);
     if (hangup && session.callId) call("call.hangup", { call_id: session.callId }).catch(() => {});
     if (unsubscribe) unsubscribe();
     if (session.pc) session.pc.close();
     if (session.stream) for (const track of session.stream.getTracks()) track.stop();
-    emit({ ended: true, connected: false, remote: null });
+    emit({ ended: true, connected: false, remote: null, finalStep: finalStepTaken });
   }
 
   (async () => {
@@ -214,6 +347,8 @@ function startSession({ consultationId, wantVideo, onState }) {
         session.callId = result.call_id;
         session.polite = result.polite;
         session.iceServers = result.ice_servers || [];
+        session.icePolicy = result.ice_transport_policy || "all";
+        for (const taken of result.steps || []) follow(taken.step);
         emit({ callId: result.call_id, joined: true, peerMedia: result.peer && result.peer.media });
         session.peerPresent = Boolean(result.peer && result.peer.present);
         if (session.peerPresent) newConnection(); // we joined second: our negotiationneeded makes the offer
@@ -234,6 +369,14 @@ function startSession({ consultationId, wantVideo, onState }) {
       send("call.media", { audio: Boolean(session.stream && session.stream.getAudioTracks().some((t) => t.enabled)), video: on });
     },
     stats: () => (session.pc ? session.pc.getStats() : null),
+    finalStep,
+    /** Walk one rung as the connection-state handler does on "failed" (the browser tests call it:
+     * on loopback nothing fails by itself). */
+    stepDown: () => stepDown("failed"),
+    /** Renegotiate now (an ICE restart), as a side does to add video or share the screen. */
+    renegotiate: () => session.pc && session.pc.restartIce(),
+    /** How many offer collisions (glare) this side has resolved. */
+    collisions: () => session.collisions || 0,
   };
 }
 
@@ -260,6 +403,7 @@ export function CallPanel({ consultationId, channel, canStart, ringing, onClosed
     return html`<section class="card call" aria-labelledby="call-title">
       <h2 class="card-title" id="call-title">${t("call.title")}</h2>
       ${state && state.ended && html`<p class="muted" role="status">${t("call.ended")}</p>`}
+      ${state && state.ended && state.finalStep && html`<p class="alert alert-info" role="status" data-testid="call-final">${t("call.step." + state.finalStep)}</p>`}
       ${ringing && html`<p class="alert alert-info" role="alert">${t("call.ringing")}</p>`}
       ${showStart && html`<p class="hint">${t("call.permissionNote")}</p>
         <div class="row">
@@ -277,6 +421,15 @@ export function CallPanel({ consultationId, channel, canStart, ringing, onClosed
     <div class="card-head"><h2 class="card-title" id="call-title">${t("call.title")}</h2><span class="badge" role="status" data-testid="call-status">${status}</span></div>
     ${state.notice && html`<p class="alert alert-warn" role="alert" data-testid="call-notice">${state.notice}</p>`}
     ${state.error && html`<p class="alert alert-error" role="alert">${errorText(state.error)}</p>`}
+    ${state.step && html`<p class=${"alert " + (state.recovered ? "alert-info" : "alert-warn")} role="status" data-testid="call-step" data-step=${state.step}>
+      ${state.recovered ? t("call.recovered") : t("call.step." + state.step)}${state.stepBy && state.stepBy !== "me" ? " " + t("call.stepBy", { who: t("call.who." + state.stepBy) }) : ""}</p>`}
+    ${state.choose && html`<div class="stack" data-testid="call-choose">
+      <p class="alert alert-warn" role="alert">${t("call.step.choose")}</p>
+      <div class="row">
+        <button type="button" class="btn btn-ghost" data-testid="call-to-chat" onClick=${() => c.finalStep("text_chat")}>${t("call.toChat")}</button>
+        <button type="button" class="btn btn-primary" data-testid="call-callback" onClick=${() => c.finalStep("callback_request")}>${t("call.askCallBack")}</button>
+      </div>
+    </div>`}
     <div class="videos">
       <${Video} stream=${state.remote} muted=${false} label=${t("call.remote")} className="video-remote" />
       ${state.local && state.local.getVideoTracks().length > 0 && html`<${Video} stream=${state.local} muted=${true} label=${t("call.local")} className="video-local" />`}
@@ -345,6 +498,15 @@ export function DeviceCheck() {
   return html`<div class="stack">
     ${state.notice && html`<p class="alert alert-warn" role="alert">${state.notice}</p>`}
     ${state.error && html`<p class="alert alert-error" role="alert">${errorText(state.error)}</p>`}
+    ${state.step && html`<p class=${"alert " + (state.recovered ? "alert-info" : "alert-warn")} role="status" data-testid="call-step" data-step=${state.step}>
+      ${state.recovered ? t("call.recovered") : t("call.step." + state.step)}${state.stepBy && state.stepBy !== "me" ? " " + t("call.stepBy", { who: t("call.who." + state.stepBy) }) : ""}</p>`}
+    ${state.choose && html`<div class="stack" data-testid="call-choose">
+      <p class="alert alert-warn" role="alert">${t("call.step.choose")}</p>
+      <div class="row">
+        <button type="button" class="btn btn-ghost" data-testid="call-to-chat" onClick=${() => c.finalStep("text_chat")}>${t("call.toChat")}</button>
+        <button type="button" class="btn btn-primary" data-testid="call-callback" onClick=${() => c.finalStep("callback_request")}>${t("call.askCallBack")}</button>
+      </div>
+    </div>`}
     <div class="videos"><${Video} stream=${state.remote} muted=${true} label=${t("call.remote")} className="video-remote" /></div>
     ${state.stats && html`<p role="status" data-testid="echo-stats">${t("call.checkResult", { grade: state.stats.grade, rtt: Math.round(state.stats.rtt_ms ?? 0) })}</p>`}
     <button type="button" class="btn btn-ghost" onClick=${stop}>${t("call.checkStop")}</button>

@@ -10,7 +10,7 @@ export default {
     "x.login": "Вход для диспетчера", "x.title": "Пульт диспетчера", "x.queue": "Очередь обращений", "x.show": "Показать",
     "x.status.unfinished": "Незавершённые", "x.status.open": "Новые", "x.status.in_progress": "В работе", "x.status.done": "Выполненные", "x.status.cancelled": "Отменённые",
     "x.source.insured": "Обращение", "x.source.consultation_referral": "Направление врача", "x.source.call_back": "Перезвонить пациенту",
-    "x.callBackHint": "Звонок консультации №{id} не удался: пациент ждёт звонка по телефону.",
+    "x.callBackHint": "Звонок консультации № {id} не удался: пациент ждёт звонка по телефону.",
     "x.empty": "Очередь пуста.", "x.take": "Взять в работу", "x.find": "Найти застрахованного", "x.policy": "Полис", "x.name": "ФИО",
     "x.search": "Найти", "x.nobody": "Никого не нашли.", "x.back": "К очереди", "x.coverage": "Покрытие", "x.valid": "действует",
     "x.notValid": "не действует", "x.program": "Программа", "x.components": "Покрывает", "x.serviceType": "Тип обслуживания",
