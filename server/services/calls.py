@@ -255,9 +255,7 @@ async def _queue_call_back_txn(uow: UnitOfWork, consultation_id: int, now: datet
     ).first()
     if existing is not None:
         return
-    consultation = (
-        await session.execute(select(Consultation).where(Consultation.id == consultation_id))
-    ).scalar_one()
+    consultation = (await session.execute(select(Consultation).where(Consultation.id == consultation_id))).scalar_one()
     request = DispatchRequest(
         insured_person_id=consultation.insured_person_id,
         consultation_id=consultation_id,

@@ -53,7 +53,7 @@ def _decoding_more(page: Any, than: int, timeout_s: float = 30) -> int:
     while time.monotonic() < deadline:
         try:
             seen = page.evaluate(FRAMES)
-        except Exception:  # noqa: BLE001 - the page may be between two connections
+        except Exception:  # the page may be between two connections
             seen = {"frames": 0, "width": 0}
         if seen["frames"] > than and seen["width"] > 0:
             return int(seen["frames"])
