@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { get, post } from "../app/api.js";
 import { subscribe } from "../app/ws.js";
 import { Badge, Card, ErrorBox, Field, Notice, Spinner, StaffLogin, useAction } from "../app/ui.js";
-import { formatDateTime, formatTime, t } from "../app/i18n.js";
+import { formatDateTime, formatTime, has, t } from "../app/i18n.js";
 import { href, navigate, route } from "../app/router.js";
 import { useStore } from "../app/store.js";
 import { Chat } from "../app/chat.js";
@@ -166,7 +166,8 @@ function Icd10Picker({ value, onPick }) {
   return html`<div class="field">
     <label for="icd-search">${t("d.icd")}</label>
     <input id="icd-search" autocomplete="off" value=${query} placeholder=${t("d.icdPlaceholder")}
-      aria-describedby="icd-hint" onInput=${(e) => search(e.target.value)} />
+      aria-describedby=${has("d.icdLanguage") ? "icd-language icd-hint" : "icd-hint"} onInput=${(e) => search(e.target.value)} />
+    ${has("d.icdLanguage") && html`<p class="hint" id="icd-language" data-testid="icd-language">${t("d.icdLanguage")}</p>`}
     <p class="hint" id="icd-hint">${value ? html`${t("d.icdChosen")}: <span class="code" data-testid="icd-chosen">${value.code}</span> ${value.description}` : t("d.icdHint")}</p>
     ${results.length > 0 && html`<ul class="results" aria-label=${t("d.icdResults")}>
       ${results.map((r) => html`<li><button type="button" onClick=${() => { onPick(r); setResults([]); setQuery(r.code); }}>
