@@ -2,19 +2,16 @@
 
 Every insured person has their own insured number, printed on the card and used at login with
 the birth date (issue 11): on a corporate policy the policy number is shared and birth dates
-collide. The generator is :func:`server.domain.insured_number.new_insured_number`; this hook
-gives each person a list import creates one (the unique index catches the rare collision).
+collide. The generator is :func:`server.domain.insured_number.new_insured_numbers` (the bulk form of
+:func:`~server.domain.insured_number.new_insured_number`); this hook gives each person a list import
+creates one (the import draws again the rare one already taken; the unique index is the last guard).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from server.domain.insured_list import ListEntry
-from server.domain.insured_number import new_insured_number
+from server.domain.insured_number import new_insured_numbers
 
 
-def identifier_columns(entry: ListEntry) -> dict[str, Any]:
-    """Extra ``insured_persons`` columns for a new person: their personal insured number."""
-    del entry
-    return {"insured_number": new_insured_number()}
+def insured_numbers(count: int) -> list[str]:
+    """The personal insured numbers of ``count`` new persons, drawn at once (the caller checks they are free)."""
+    return new_insured_numbers(count)

@@ -13,10 +13,9 @@ import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Table as SqlTable
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import (
@@ -41,27 +40,15 @@ from server.domain.insured_list import (
     map_header,
     validate_rows,
 )
-from server.domain.insured_number import new_insured_number
 from server.services.context import ServiceContext
 from server.services.coverage_facts import coverage_day
 from server.services.records import coverage_end
 from server.services.records.changes import Actor, audit_txn, change_row, diff_json, record_many_txn
 from server.services.records.files import Table, export_cell, read_table
-from server.services.records.identifiers import identifier_columns
+from server.services.records.identifiers import insured_numbers
 
 PREVIEW_LIMIT: Final = 200
 """How many persons of each kind a report lists by name (counts are always complete)."""
-WRITE_CHUNK: Final = 5000
-ADDED_FIELDS: Final = (
-    "full_name",
-    "birth_date",
-    "phone",
-    "city",
-    "department",
-    "policy_id",
-    "service_type",
-    "starts_on",
-)
 T = TypeVar("T")
 Progress = Callable[[Iterable[T]], Iterable[T]]
 
@@ -235,24 +222,7 @@ async def _context_txn(
 
 
 async def _existing_txn(session: AsyncSession, policy_ids: frozenset[int]) -> list[ExistingPerson]:
-    if not policy_ids:
-        return []
-    person = InsuredPerson
-    rows = await session.execute(
-        select(
-            person.id,
-            person.full_name,
-            person.birth_date,
-            person.phone,
-            person.city,
-            person.department,
-            person.policy_id,
-            person.service_type,
-            person.starts_on,
-            person.removed_on,
-        ).where(person.policy_id.in_(sorted(policy_ids)))
-    )
-    return [ExistingPerson(**row._asdict()) for row in rows.all()]
+    return [ExistingPerson(*row) for row in await records_repo.persons_on_policies(session, sorted(policy_ids))]
 
 
 async def _apply_txn(
@@ -283,11 +253,13 @@ async def _apply_txn(
     session.add(batch)
     await session.flush()
     changes: list[dict[str, Any]] = []
-    table = cast(SqlTable, InsuredPerson.__table__)
-    new_rows = [_new_person(entry, now) for entry in diff.added]
-    await _unique_insured_numbers_txn(session, new_rows)
-    before = await records_repo.insert_persons(session, new_rows)
     if diff.added:
+        numbers = await _unique_insured_numbers_txn(session, len(diff.added))
+        before = await records_repo.insert_persons(
+            session,
+            PERSON_COLUMNS,
+            [_new_person(entry, now, number) for entry, number in zip(diff.added, numbers, strict=True)],
+        )
         await records_repo.record_persons_added(
             session,
             sorted({e.policy_id for e in diff.added}),
@@ -297,36 +269,21 @@ async def _apply_txn(
             batch_id=batch.id,
         )
     if diff.changed:
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                phone=bindparam("b_phone"),
-                city=bindparam("b_city"),
-                department=bindparam("b_department"),
-                policy_id=bindparam("b_policy_id"),
-                starts_on=bindparam("b_starts_on"),
-                service_type=bindparam("b_service_type"),
-                removed_on=None,
-                is_active=True,
-            )
+        await records_repo.update_persons(
+            session,
+            [
+                (
+                    c.person.id,
+                    c.entry.phone,
+                    c.entry.city,
+                    c.entry.department,
+                    c.entry.policy_id,
+                    c.entry.starts_on,
+                    c.entry.service_type.value,
+                )
+                for c in diff.changed
+            ],
         )
-        for chunk_changed in _chunks(diff.changed, WRITE_CHUNK):
-            await session.execute(
-                stmt,
-                [
-                    {
-                        "b_id": c.person.id,
-                        "b_phone": c.entry.phone,
-                        "b_city": c.entry.city,
-                        "b_department": c.entry.department,
-                        "b_policy_id": c.entry.policy_id,
-                        "b_starts_on": c.entry.starts_on,
-                        "b_service_type": c.entry.service_type.value,
-                    }
-                    for c in chunk_changed
-                ],
-            )
         changes.extend(
             change_row(
                 actor,
@@ -340,10 +297,8 @@ async def _apply_txn(
             )
             for c in diff.changed
         )
-    for chunk_removed in _chunks(diff.removed, WRITE_CHUNK):
-        await session.execute(
-            update(table).where(table.c.id.in_([p.id for p in chunk_removed])).values(removed_on=removal)
-        )
+    if diff.removed:
+        await records_repo.set_removal_date(session, [p.id for p in diff.removed], removal)
     changes.extend(
         change_row(
             actor,
@@ -364,51 +319,62 @@ async def _apply_txn(
     return batch.id
 
 
-async def _unique_insured_numbers_txn(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """Draw again the rare insured number that is taken (by someone else or twice in this list).
+async def _unique_insured_numbers_txn(session: AsyncSession, count: int) -> list[str]:
+    """``count`` insured numbers nobody has, drawing again the rare one that is taken (or drawn twice).
 
     Random 12-digit numbers collide now and then across a large insurer; one failed unique index would
     otherwise abort a whole list. A few rounds settle it.
     """
-    if not rows or "insured_number" not in rows[0]:
-        return
+    numbers = insured_numbers(count)
     for _ in range(5):
+        taken = await records_repo.taken_insured_numbers(session, numbers)
         seen: set[str] = set()
-        clashes = []
-        for row in rows:
-            if row["insured_number"] in seen:
-                clashes.append(row)
-            seen.add(row["insured_number"])
-        taken = await records_repo.taken_insured_numbers(session, sorted(seen))
-        clashes += [row for row in rows if row["insured_number"] in taken and row not in clashes]
+        clashes: list[int] = []
+        for index, number in enumerate(numbers):
+            if number in taken or number in seen:
+                clashes.append(index)
+            seen.add(number)
         if not clashes:
-            return
-        for row in clashes:
-            row["insured_number"] = new_insured_number()
+            return numbers
+        for index, number in zip(clashes, insured_numbers(len(clashes)), strict=True):
+            numbers[index] = number
     raise Conflict("could not draw unique insured numbers; try again", code="insured_number_clash")
 
 
-def _new_person(entry: ListEntry, now: Any) -> dict[str, Any]:
-    return {
-        "policy_id": entry.policy_id,
-        "full_name": entry.full_name,
-        "birth_date": entry.birth_date,
-        "phone": entry.phone,
-        "city": entry.city,
-        "department": entry.department,
-        "service_type": entry.service_type.value,
-        "attached_clinic_id": entry.clinic_id,
-        "is_active": True,
-        "starts_on": entry.starts_on,
-        "removed_on": None,
-        "created_at": now,
-        **identifier_columns(entry),
-    }
+PERSON_COLUMNS: Final = (
+    "policy_id",
+    "full_name",
+    "birth_date",
+    "phone",
+    "city",
+    "department",
+    "service_type",
+    "attached_clinic_id",
+    "is_active",
+    "starts_on",
+    "removed_on",
+    "created_at",
+    "insured_number",
+)
 
 
-def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _new_person(entry: ListEntry, now: Any, number: str) -> tuple[Any, ...]:
+    """A new person's row in ``PERSON_COLUMNS`` order (a tuple: 100,000 of them go to ``COPY``)."""
+    return (
+        entry.policy_id,
+        entry.full_name,
+        entry.birth_date,
+        entry.phone,
+        entry.city,
+        entry.department,
+        entry.service_type.value,
+        entry.clinic_id,
+        True,
+        entry.starts_on,
+        None,
+        now,
+        number,
+    )
 
 
 def _report(
