@@ -184,7 +184,13 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
     """Own the bus connection and its listener task."""
     settings = app[settings_key]
-    bus = make_bus(settings.effective_redis_url, settings.redis_prefix)
+    bus = make_bus(
+        settings.effective_redis_url,
+        settings.redis_prefix,
+        timeout=settings.bus_timeout_seconds,
+        heartbeat=settings.bus_heartbeat_seconds,
+        silence=settings.bus_silence_seconds,
+    )
     await bus.start()
     app[bus_key] = bus
     yield

@@ -4,6 +4,13 @@ The database is the source of truth. The bus only says "something new happened o
 channel" quickly; Redis pub/sub silently drops what is published while a process is
 disconnected, so after a reconnect (or a local queue overflow) every subscription receives
 ``RESYNC`` and its owner catches up from the database before trusting the bus again.
+
+A link can also go silent without closing (packets dropped: no FIN, no RST). Against that the
+Redis bus bounds every call by a timeout, hears a heartbeat that every process publishes each
+second (a subscription that hears nothing, not even its own heartbeat, is torn down and
+re-opened, then resyncs), and after a publish that failed tells every process to resync once
+its link works again: what it could not say may have been a chat commit hint another process
+was waiting for (issue 11, item 12).
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import redis.asyncio as redis_asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
@@ -24,6 +33,18 @@ RESYNC: Final = "__resync__"
 """Pseudo-channel delivered to every subscription when messages may have been missed."""
 
 SUBSCRIPTION_QUEUE_SIZE: Final = 1000
+COMMAND_TIMEOUT_SECONDS: Final = 1.0
+"""The longest any one Redis call may take (a PUBLISH takes well under a millisecond)."""
+HEARTBEAT_SECONDS: Final = 1.0
+SILENCE_SECONDS: Final = 5.0
+"""A subscription that hears nothing for this long (heartbeats included) is presumed dead."""
+HEARTBEAT_CHANNEL: Final = "__bus__:heartbeat"
+RESYNC_CHANNEL: Final = "__bus__:resync"
+"""Published after a failed publish: every process's subscriptions catch up from the database."""
+
+
+class BusUnavailable(ConnectionError):
+    """The bus could not carry a message now (down, silent, or too slow to answer in time)."""
 
 Message = dict[str, Any]
 
@@ -191,13 +212,27 @@ class RedisBus:
 
     kind = "redis"
 
-    def __init__(self, url: str, prefix: str = "telemed") -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "telemed",
+        *,
+        timeout: float = COMMAND_TIMEOUT_SECONDS,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        silence: float = SILENCE_SECONDS,
+    ) -> None:
         self._url = url
         self._prefix = prefix.rstrip(":") + ":"
+        self._timeout = timeout
+        self._heartbeat = heartbeat
+        self._silence = max(silence, 2 * heartbeat)
         self._fanout = _Fanout()
         self._client: redis_asyncio.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._lost_publishes = False
+        self.resyncs = 0  # times this process's subscriptions were told to catch up (for tests and logs)
 
     @property
     def client(self) -> redis_asyncio.Redis:
@@ -207,49 +242,86 @@ class RedisBus:
         return self._client
 
     async def start(self) -> None:
-        """Connect and start the listener; waits until the pattern subscription is live."""
+        """Connect and start the listener and the heartbeat; waits until the pattern subscription is live."""
+        # socket_timeout bounds every read on every connection of the client, including the
+        # calls other components make with ``client`` (socket seats): a silent link raises
+        # instead of waiting forever.
         self._client = redis_asyncio.Redis.from_url(
-            self._url, decode_responses=True, health_check_interval=15, socket_keepalive=True
+            self._url,
+            decode_responses=True,
+            health_check_interval=15,
+            socket_keepalive=True,
+            socket_timeout=self._timeout * 2,
+            socket_connect_timeout=self._timeout * 2,
+            # One immediate retry (a pooled connection Redis closed on a restart), no backoff:
+            # redis-py's default retries three times with growing waits, seconds per call.
+            retry=Retry(NoBackoff(), 1),
         )
-        await self._client.ping()
+        async with asyncio.timeout(self._timeout * 5):
+            await self._client.ping()
         self._listener = asyncio.create_task(self._listen(), name="redis-bus-listener")
         await asyncio.wait_for(self._connected.wait(), timeout=10)
+        self._beater = asyncio.create_task(self._beat(), name="redis-bus-heartbeat")
 
     async def close(self) -> None:
-        """Cancel the listener and close the client."""
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
-            self._listener = None
+        """Cancel the listener and the heartbeat and close the client."""
+        for task in (self._beater, self._listener):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._beater = self._listener = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
     async def publish(self, channel: str, message: Message) -> None:
-        """Publish to every process (including this one, through Redis)."""
+        """Publish to every process (including this one, through Redis), within the command timeout.
+
+        Raises:
+            BusUnavailable: Redis is down, the link is silent, or it did not answer in time; every
+                process will be told to resync once the link works again.
+        """
         payload = json.dumps(message, separators=(",", ":"), sort_keys=True)
-        await self.client.publish(self._prefix + channel, payload)
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            # redis-py can swallow a CancelledError that arrives mid-command; honour it here so
-            # background loops that publish still stop when cancelled.
-            raise asyncio.CancelledError
+        await self._send(lambda client: client.publish(self._prefix + channel, payload))
 
     async def publish_many(self, messages: Sequence[tuple[str, Message]]) -> None:
         """One pipeline (no transaction): Redis runs the PUBLISHes in order on one connection.
 
         A busy signalling relay publishes hundreds of small messages at once; one round trip
         for all of them instead of one each keeps its latency flat as calls are added.
+
+        Raises:
+            BusUnavailable: as :meth:`publish`.
         """
         if not messages:
             return
-        pipe = self.client.pipeline(transaction=False)
-        for channel, message in messages:
-            pipe.publish(self._prefix + channel, json.dumps(message, separators=(",", ":"), sort_keys=True))
-        await pipe.execute()
+        payloads = [(self._prefix + c, json.dumps(m, separators=(",", ":"), sort_keys=True)) for c, m in messages]
+
+        def pipelined(client: redis_asyncio.Redis) -> Awaitable[Any]:
+            pipe = client.pipeline(transaction=False)
+            for channel, payload in payloads:
+                pipe.publish(channel, payload)
+            return pipe.execute()
+
+        await self._send(pipelined)
+
+    async def _send(self, command: Callable[[redis_asyncio.Redis], Awaitable[Any]]) -> None:
+        """Run one publishing command within the timeout; a failure is remembered for the resync broadcast."""
+        if not self._connected.is_set():
+            # The subscription is down or silent: the link is known bad, fail now instead of waiting.
+            self._lost_publishes = True
+            raise BusUnavailable("the bus is reconnecting")
+        try:
+            async with asyncio.timeout(self._timeout):
+                await command(self.client)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._lost_publishes = True
+            raise BusUnavailable(f"publish failed: {type(exc).__name__}") from exc
         task = asyncio.current_task()
         if task is not None and task.cancelling():
+            # redis-py can swallow a CancelledError that arrives mid-command; honour it here so
+            # background loops that publish still stop when cancelled.
             raise asyncio.CancelledError
 
     def subscribe(self, channels: Iterable[str] = ()) -> Subscription:
@@ -257,30 +329,75 @@ class RedisBus:
         return Subscription(self._fanout, channels)
 
     async def ping(self) -> bool:
-        """Redis answers and our listener is subscribed."""
+        """Redis answers within the timeout and our listener is subscribed (and not silent)."""
+        if not self._connected.is_set():
+            return False
         try:
-            return bool(await self.client.ping()) and self._connected.is_set()
-        except (RedisError, OSError, RuntimeError):
+            async with asyncio.timeout(self._timeout):
+                return bool(await self.client.ping())
+        except (RedisError, OSError, RuntimeError, TimeoutError):
             return False
 
+    async def _beat(self) -> None:
+        """Each second: the resync broadcast if a publish failed since the last one, then a heartbeat.
+
+        Every process hears every heartbeat, its own included, so a listener that hears nothing
+        for ``silence`` seconds knows its link is dead even though no socket closed.
+        """
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            if not self._connected.is_set():
+                continue
+            try:
+                async with asyncio.timeout(self._timeout):
+                    if self._lost_publishes:
+                        self._lost_publishes = False
+                        try:
+                            await self.client.publish(self._prefix + RESYNC_CHANNEL, "{}")
+                        except BaseException:
+                            self._lost_publishes = True
+                            raise
+                        log.warning("redis bus: a publish had failed; every process told to resync")
+                    await self.client.publish(self._prefix + HEARTBEAT_CHANNEL, "{}")
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("redis bus heartbeat not sent (%s)", type(exc).__name__)
+
+    def _resync_all(self, reason: str) -> None:
+        self.resyncs += 1
+        self._fanout.resync_all(reason)
+
     async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = 0.1
         first = True
         while True:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.psubscribe(self._prefix + "*")
+                async with asyncio.timeout(self._timeout * 2):
+                    await pubsub.psubscribe(self._prefix + "*")
+                heard_at = loop.time()
                 self._connected.set()
                 if not first:
                     # Anything published while we were away is lost: tell everyone to catch up.
-                    self._fanout.resync_all("redis reconnected")
+                    self._resync_all("redis reconnected")
                 first = False
                 backoff = 0.1
                 while True:
-                    item = await pubsub.get_message(timeout=5.0)
-                    if item is None or item.get("type") != "pmessage":
+                    item = await pubsub.get_message(timeout=self._heartbeat)
+                    now = loop.time()
+                    if item is None:
+                        if now - heard_at > self._silence:
+                            raise BusUnavailable(f"nothing heard on the bus for {now - heard_at:.1f}s")
+                        continue
+                    heard_at = now
+                    if item.get("type") != "pmessage":
                         continue
                     channel = str(item["channel"])[len(self._prefix) :]
+                    if channel == HEARTBEAT_CHANNEL:
+                        continue
+                    if channel == RESYNC_CHANNEL:
+                        self._resync_all("a process could not publish")
+                        continue
                     try:
                         message = json.loads(item["data"])
                     except (TypeError, ValueError):
@@ -289,19 +406,26 @@ class RedisBus:
                     self._fanout.deliver(channel, message)
             except asyncio.CancelledError:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), self._timeout)  # type: ignore[no-untyped-call]
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 self._connected.clear()
                 log.warning("redis bus connection lost (%s); reconnecting in %.1fs", exc, backoff)
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await asyncio.wait_for(pubsub.aclose(), self._timeout)  # type: ignore[no-untyped-call]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
 
-def make_bus(redis_url: str, prefix: str) -> Bus:
+def make_bus(
+    redis_url: str,
+    prefix: str,
+    *,
+    timeout: float = COMMAND_TIMEOUT_SECONDS,
+    heartbeat: float = HEARTBEAT_SECONDS,
+    silence: float = SILENCE_SECONDS,
+) -> Bus:
     """Redis when configured, else the in-process bus."""
     if redis_url:
-        return RedisBus(redis_url, prefix)
+        return RedisBus(redis_url, prefix, timeout=timeout, heartbeat=heartbeat, silence=silence)
     return InProcessBus()

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     redis_password_file: Path | None = None
     redis_ca_file: Path | None = None  # CA of a rediss:// server (checked, hostname included)
     redis_prefix: str = "telemed"
+    # The Redis bus against a silent link (server/bus.py): the longest one call may take, the
+    # heartbeat every process publishes, and how long a subscription may hear nothing.
+    bus_timeout_seconds: float = Field(default=1.0, gt=0, le=30)
+    bus_heartbeat_seconds: float = Field(default=1.0, gt=0, le=30)
+    bus_silence_seconds: float = Field(default=5.0, gt=0, le=120)
+    # /readyz answers within this, whatever hangs behind it.
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     jwt_secret: SecretStr = SecretStr("")
     jwt_secret_file: Path | None = None
     # Key of the one-time-code HMAC, separate from the JWT key (a leak of one does not give the other).

@@ -35,7 +35,9 @@ async def healthz(request: web.Request) -> dict[str, str]:
 
 async def readiness(app: web.Application, *, detailed: bool) -> web.Response:
     """Database and bus reachable; ``detailed`` names the parts and their backends."""
-    state = await health.readiness(app[engine_key], app[bus_key])
+    state = await health.readiness(
+        app[engine_key], app[bus_key], limit_seconds=app[settings_key].readiness_timeout_seconds
+    )
     body: dict[str, Any] = {"status": "ready" if state.ready else "not_ready"}
     if detailed:
         body.update(checks=state.checks, database_backend=state.database_backend, bus_backend=state.bus_backend)

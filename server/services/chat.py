@@ -13,7 +13,8 @@ Who may do what (medical secrecy; checklist B4, C1, C5):
 Writes go through one :class:`ChatWriter` per process: it collects whatever is pending and
 writes the batch in one transaction (row lock per consultation, sequence numbers allocated in
 commit order, resent ``client_message_id`` recognised), then acknowledges each message, hands the
-new messages to local sockets and publishes one wake-up hint for the batch on the bus.
+new messages to local sockets and leaves a wake-up hint for its hint publisher, which tells the bus
+off the write path.
 """
 
 from __future__ import annotations
@@ -310,7 +311,8 @@ class ChatWriter:
     before its batch has committed; a failed batch fails each of its messages (never a success
     for an unsaved message, checklist G1, I2). After a commit, completions run first (so a
     sender's acknowledgement is queued before anything else about the batch), then the commit
-    listeners (local delivery), then one wake-up hint for the other processes.
+    listeners (local delivery), then the wake-up hint for the other processes (its own task
+    publishes it, so a slow bus never holds a lane).
     """
 
     def __init__(self, ctx: ServiceContext, *, batch_max: int = 500, lanes: int = 2) -> None:
@@ -324,6 +326,9 @@ class ChatWriter:
         self._stopping = False
         self._databases: list[repo.BatchDatabase] = []
         self._listeners: list[CommitListener] = []
+        self._hints: dict[int, int] = {}
+        self._hint_wakeup = asyncio.Event()
+        self._hint_task: asyncio.Task[None] | None = None
         self.batches = 0
 
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -339,6 +344,7 @@ class ChatWriter:
             database = repo.BatchDatabase(self._ctx.session_factory)
             self._databases.append(database)
             self._tasks.append(asyncio.create_task(self._run(database), name=f"chat-writer-{lane}"))
+        self._hint_task = asyncio.create_task(self._publish_hints(), name="chat-writer-hints")
 
     async def stop(self) -> None:
         """Stop; messages still waiting fail with ``unavailable`` (the client resends them)."""
@@ -350,6 +356,10 @@ class ChatWriter:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        hint_task, self._hint_task = self._hint_task, None
+        if hint_task is not None:
+            hint_task.cancel()
+            await asyncio.gather(hint_task, return_exceptions=True)
         for database in self._databases:
             await database.close()
         self._databases.clear()
@@ -482,16 +492,32 @@ class ChatWriter:
                 listener(new_messages)
             except Exception:
                 log.exception("chat commit listener failed")
-        last: dict[int, int] = {}
+        hints = self._hints
         for message in new_messages:
-            last[message.consultation_id] = message.seq
-        try:
-            await self._ctx.bus.publish(
-                chat_commits_channel(), {"type": EVENT_CHAT_COMMITTED, "seqs": [[c, s] for c, s in last.items()]}
-            )
-        except Exception as exc:
-            # Stored and acknowledged already; other processes catch up when the bus resyncs.
-            log.warning("could not publish chat commit hint: %s", exc)
+            if message.seq > hints.get(message.consultation_id, 0):
+                hints[message.consultation_id] = message.seq
+        self._hint_wakeup.set()
+
+    async def _publish_hints(self) -> None:
+        """Publish the commit hints off the write path, folding whatever piled up into one message.
+
+        A lane never waits for the bus: a slow or silent Redis link delays the hint, not the next
+        batch (seen: about 5 s per batch). A hint that cannot be published is not retried here;
+        the bus tells every process to catch up from the database once its link works again.
+        """
+        while not self._stopping:
+            if not self._hints:
+                self._hint_wakeup.clear()
+                await self._hint_wakeup.wait()
+                continue
+            hints, self._hints = self._hints, {}
+            try:
+                await self._ctx.bus.publish(
+                    chat_commits_channel(), {"type": EVENT_CHAT_COMMITTED, "seqs": [[c, s] for c, s in hints.items()]}
+                )
+            except Exception as exc:
+                # Stored and acknowledged already; other processes catch up when the bus resyncs.
+                log.warning("could not publish chat commit hint: %s", type(exc).__name__)
 
     async def _write_txn(
         self, database: repo.BatchDatabase, batch: Sequence[_Pending]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -28,17 +29,32 @@ class Readiness:
         return all(value == "ok" for value in self.checks.values())
 
 
-async def readiness(engine: AsyncEngine, bus: Bus) -> Readiness:
-    """Ping the database (``SELECT 1``) and the bus; a failure is reported, never raised."""
-    checks: dict[str, str] = {}
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except (SQLAlchemyError, OSError) as exc:
-        log.warning("readiness: database unreachable: %s", exc)
-        checks["database"] = "unreachable"
-    checks["bus"] = "ok" if await bus.ping() else "unreachable"
-    if checks["bus"] != "ok":
+async def readiness(engine: AsyncEngine, bus: Bus, *, limit_seconds: float = 2.0) -> Readiness:
+    """Ping the database (``SELECT 1``) and the bus at once; a failure is reported, never raised.
+
+    Each check gets ``limit_seconds``: a silent network path (no answer, no reset) makes that
+    part ``unreachable`` instead of hanging the probe (issue 11, item 12).
+    """
+    database, bus_ok = await asyncio.gather(_database_ok(engine, limit_seconds), _bus_ok(bus, limit_seconds))
+    checks = {"database": "ok" if database else "unreachable", "bus": "ok" if bus_ok else "unreachable"}
+    if not bus_ok:
         log.warning("readiness: bus unreachable")
     return Readiness(checks=checks, database_backend=engine.dialect.name, bus_backend=bus.kind)
+
+
+async def _database_ok(engine: AsyncEngine, limit_seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(limit_seconds), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:
+        log.warning("readiness: database unreachable: %s", type(exc).__name__)
+        return False
+    return True
+
+
+async def _bus_ok(bus: Bus, limit_seconds: float) -> bool:
+    try:
+        async with asyncio.timeout(limit_seconds):
+            return await bus.ping()
+    except TimeoutError:
+        return False
