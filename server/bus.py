@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 
@@ -228,10 +229,13 @@ class RedisBus:
         self._silence = max(silence, 2 * heartbeat)
         self._fanout = _Fanout()
         self._client: redis_asyncio.Redis | None = None
+        self._listen_client: redis_asyncio.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
         self._beater: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
         self._lost_publishes = False
+        self._beat_id = uuid.uuid4().hex[:12]
+        self._beats_heard: dict[str, tuple[int, float]] = {}  # sender -> (last number, when)
         self.resyncs = 0  # times this process's subscriptions were told to catch up (for tests and logs)
 
     @property
@@ -246,17 +250,19 @@ class RedisBus:
         # socket_timeout bounds every read on every connection of the client, including the
         # calls other components make with ``client`` (socket seats): a silent link raises
         # instead of waiting forever.
-        self._client = redis_asyncio.Redis.from_url(
-            self._url,
-            decode_responses=True,
-            health_check_interval=15,
-            socket_keepalive=True,
-            socket_timeout=self._timeout * 2,
-            socket_connect_timeout=self._timeout * 2,
-            # One immediate retry (a pooled connection Redis closed on a restart), no backoff:
-            # redis-py's default retries three times with growing waits, seconds per call.
-            retry=Retry(NoBackoff(), 1),
-        )
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "health_check_interval": 15,
+            "socket_keepalive": True,
+            "socket_timeout": self._timeout * 2,
+            "socket_connect_timeout": self._timeout * 2,
+        }
+        # Commands get one immediate retry (a pooled connection Redis closed on a restart), no
+        # backoff: redis-py's default retries with growing waits, seconds per call.
+        self._client = redis_asyncio.Redis.from_url(self._url, retry=Retry(NoBackoff(), 1), **options)
+        # The subscription has its own connection and never retries: redis-py would re-subscribe
+        # behind our back, and whatever was published in between would be lost without a RESYNC.
+        self._listen_client = redis_asyncio.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **options)
         async with asyncio.timeout(self._timeout * 5):
             await self._client.ping()
         self._listener = asyncio.create_task(self._listen(), name="redis-bus-listener")
@@ -271,9 +277,10 @@ class RedisBus:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._beater = self._listener = None
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        for client in (self._client, self._listen_client):
+            if client is not None:
+                await client.aclose()
+        self._client = self._listen_client = None
 
     async def publish(self, channel: str, message: Message) -> None:
         """Publish to every process (including this one, through Redis), within the command timeout.
@@ -344,10 +351,12 @@ class RedisBus:
         Every process hears every heartbeat, its own included, so a listener that hears nothing
         for ``silence`` seconds knows its link is dead even though no socket closed.
         """
+        number = 0
         while True:
             await asyncio.sleep(self._heartbeat)
             if not self._connected.is_set():
                 continue
+            number += 1
             try:
                 async with asyncio.timeout(self._timeout):
                     if self._lost_publishes:
@@ -358,9 +367,26 @@ class RedisBus:
                             self._lost_publishes = True
                             raise
                         log.warning("redis bus: a publish had failed; every process told to resync")
-                    await self.client.publish(self._prefix + HEARTBEAT_CHANNEL, "{}")
+                    await self.client.publish(
+                        self._prefix + HEARTBEAT_CHANNEL, json.dumps({"from": self._beat_id, "n": number})
+                    )
             except (RedisError, OSError, TimeoutError) as exc:
                 log.warning("redis bus heartbeat not sent (%s)", type(exc).__name__)
+
+    def _heard_beat(self, data: object, now: float) -> None:
+        """A numbered heartbeat; a gap in a sender's numbers means this subscription lost messages."""
+        try:
+            beat = json.loads(str(data))
+            sender, number = str(beat["from"]), int(beat["n"])
+        except (TypeError, ValueError, KeyError):
+            return
+        last = self._beats_heard.get(sender)
+        self._beats_heard[sender] = (number, now)
+        if last is not None and number > last[0] + 1:
+            self._resync_all("heartbeats missed: bus messages lost on the way")
+        if len(self._beats_heard) > 64:  # forget processes long gone
+            horizon = now - 10 * self._silence
+            self._beats_heard = {k: v for k, v in self._beats_heard.items() if v[1] >= horizon}
 
     def _resync_all(self, reason: str) -> None:
         self.resyncs += 1
@@ -371,11 +397,13 @@ class RedisBus:
         backoff = 0.1
         first = True
         while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            assert self._listen_client is not None
+            pubsub = self._listen_client.pubsub(ignore_subscribe_messages=True)
             try:
                 async with asyncio.timeout(self._timeout * 2):
                     await pubsub.psubscribe(self._prefix + "*")
                 heard_at = loop.time()
+                self._beats_heard.clear()  # numbers restart being compared from the next beat
                 self._connected.set()
                 if not first:
                     # Anything published while we were away is lost: tell everyone to catch up.
@@ -394,6 +422,7 @@ class RedisBus:
                         continue
                     channel = str(item["channel"])[len(self._prefix) :]
                     if channel == HEARTBEAT_CHANNEL:
+                        self._heard_beat(item["data"], now)
                         continue
                     if channel == RESYNC_CHANNEL:
                         self._resync_all("a process could not publish")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RECENT_MESSAGES: Final = 32
+ORIGINS_KEPT: Final = 1000
 REPLAY_PAGE: Final = 200
 FETCH_LIMIT_EACH: Final = 500
 FETCH_CHUNK: Final = 200
@@ -87,6 +88,7 @@ class ConsultationFeed:
         self.recent: collections.deque[ChatMessage] = collections.deque(maxlen=RECENT_MESSAGES)
         self.listeners: list[Listener] = []
         self.access: ConsultationAccess | None = None
+        self._origins: dict[int, object] = {}  # seq -> the local socket that sent it, for messages past a gap
         self._unlisten = hub.listen(consultation_channel(consultation_id), self.on_bus)
 
     def close(self) -> None:
@@ -109,12 +111,25 @@ class ConsultationFeed:
             if delivered is None or message.seq <= delivered:
                 continue
             if message.seq != delivered + 1:
+                # This process's own messages beyond a gap come back from the database without
+                # their socket: remember it, so the sender is still not sent its own message.
+                self._remember_origins(batch)
                 self.hub.request_fetch(self.consultation_id)
                 return
+            if message.origin is None and self._origins:
+                message.origin = self._origins.pop(message.seq, None)
             self.delivered_seq = message.seq
             self.recent.append(message)
             for listener in self.listeners:
                 listener.push(message)
+
+    def _remember_origins(self, batch: list[ChatMessage]) -> None:
+        delivered = self.delivered_seq or 0
+        if len(self._origins) > ORIGINS_KEPT:
+            self._origins = {seq: o for seq, o in self._origins.items() if seq > delivered}
+        for message in batch:
+            if message.origin is not None and message.seq > delivered:
+                self._origins[message.seq] = message.origin
 
     def _initialize(self, head: int) -> None:
         self.delivered_seq = head
