@@ -17,6 +17,8 @@ from server.services import alerts as alerts_service
 from server.services import audit_chain
 from server.services import consents as consents_service
 from server.services import consultation_safety as safety
+from server.services.alerts import AlertView
+from server.services.consultation_safety import AddendumView, HandoverView
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR, ROLE_INSURED
 
@@ -169,21 +171,6 @@ class AlertsQuery(ApiModel):
     include_acknowledged: bool = False
 
 
-class DutyAlertPublic(ApiModel):
-    """An alert for the dispatchers and admins on duty; ``details`` has the patient's phone and city."""
-
-    id: int
-    kind: str
-    reason: str | None
-    consultation_id: int | None
-    insured_person_id: int | None
-    specialty: str | None
-    details: dict[str, Any]
-    created_at: datetime
-    acknowledged_at: datetime | None
-    acknowledged_by_id: int | None
-
-
 @endpoint(
     routes,
     "GET",
@@ -192,14 +179,14 @@ class DutyAlertPublic(ApiModel):
     tags=["dispatch"],
     roles=DUTY,
     query=AlertsQuery,
-    response=list[DutyAlertPublic],
+    response=list[AlertView],
 )
-async def list_alerts(request: web.Request, query: AlertsQuery) -> list[DutyAlertPublic]:
+async def list_alerts(request: web.Request, query: AlertsQuery) -> list[AlertView]:
     """Also pushed live as ``duty.alert`` to the dispatchers' and admins' sockets."""
     views = await alerts_service.list_alerts(
         request.app[context_key], current_principal(request), include_acknowledged=query.include_acknowledged
     )
-    return [DutyAlertPublic.model_validate(vars_of(v)) for v in views]
+    return views
 
 
 @endpoint(
@@ -209,14 +196,14 @@ async def list_alerts(request: web.Request, query: AlertsQuery) -> list[DutyAler
     summary="Take an alert (one dispatcher or admin wins; the second gets 409)",
     tags=["dispatch"],
     roles=DUTY,
-    response=DutyAlertPublic,
+    response=AlertView,
     errors=[404, 409],
 )
-async def acknowledge_alert(request: web.Request) -> DutyAlertPublic:
+async def acknowledge_alert(request: web.Request) -> AlertView:
     view = await alerts_service.acknowledge(
         request.app[context_key], current_principal(request), path_int(request, "alert_id")
     )
-    return DutyAlertPublic.model_validate(vars_of(view))
+    return view
 
 
 # ----------------------------------------------------------------------------- hand-over and addenda
@@ -229,24 +216,8 @@ class HandoverBody(ApiModel):
     note: str = Field(min_length=1, max_length=2000)
 
 
-class HandoverPublic(ApiModel):
-    id: int
-    kind: str
-    from_doctor_id: int
-    to_doctor_id: int | None
-    note: str
-    created_at: datetime
-
-
 class AddendumBody(ApiModel):
     text: str = Field(min_length=1, max_length=5000)
-
-
-class AddendumPublic(ApiModel):
-    id: int
-    author_id: int
-    text: str
-    created_at: datetime
 
 
 @endpoint(
@@ -257,10 +228,10 @@ class AddendumPublic(ApiModel):
     tags=["consultations"],
     roles=(ROLE_DOCTOR,),
     body=HandoverBody,
-    response=HandoverPublic,
+    response=HandoverView,
     errors=[404, 409],
 )
-async def hand_over(request: web.Request, body: HandoverBody) -> HandoverPublic:
+async def hand_over(request: web.Request, body: HandoverBody) -> HandoverView:
     view = await safety.hand_over(
         request.app[context_key],
         current_principal(request),
@@ -268,7 +239,7 @@ async def hand_over(request: web.Request, body: HandoverBody) -> HandoverPublic:
         to_doctor_id=body.to_doctor_id,
         note=body.note,
     )
-    return HandoverPublic.model_validate(vars_of(view))
+    return view
 
 
 @endpoint(
@@ -279,15 +250,15 @@ async def hand_over(request: web.Request, body: HandoverBody) -> HandoverPublic:
     tags=["consultations"],
     roles=(ROLE_DOCTOR,),
     body=AddendumBody,
-    response=AddendumPublic,
+    response=AddendumView,
     status=201,
     errors=[404, 409],
 )
-async def add_addendum(request: web.Request, body: AddendumBody) -> AddendumPublic:
+async def add_addendum(request: web.Request, body: AddendumBody) -> AddendumView:
     view = await safety.add_addendum(
         request.app[context_key], current_principal(request), path_int(request, "consultation_id"), body.text
     )
-    return AddendumPublic.model_validate(vars_of(view))
+    return view
 
 
 # ----------------------------------------------------------------------------- audit trail (D2)
