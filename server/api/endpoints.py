@@ -21,7 +21,7 @@ from server.api.errors import error_response, validation_details
 from server.api.input_guard import parse_id, refuse
 from server.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from server.keys import context_key, principal_key
-from server.services import audit
+from server.services import audit, field_access
 from server.services import auth as auth_service
 from server.services.identity import Principal
 
@@ -118,6 +118,9 @@ def endpoint(
             result = await func(request, **kwargs)
             if isinstance(result, web.StreamResponse):
                 return result
+            if allowed is not None:
+                # The one place the fields per role are applied (checklist C2), for every route.
+                result = field_access.project(request[principal_key].role, result)
             return web.json_response(to_jsonable(result), status=status)
 
         wrapper.__endpoint_spec__ = spec  # type: ignore[attr-defined]

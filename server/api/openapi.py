@@ -6,11 +6,12 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import TypeAdapter
-from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import core_schema
 
 from server import __version__
 from server.api.endpoints import EndpointSpec, endpoint
+from server.services import field_access
 
 routes = web.RouteTableDef()
 
@@ -56,7 +57,15 @@ def endpoint_specs(app: web.Application) -> list[EndpointSpec]:
 
 
 class _ViewSchema(GenerateJsonSchema):
-    """Schemas of service views: every field of a view is always sent, defaults included, so all are required."""
+    """Schemas of service views: every field of a view is always sent, defaults included, so all are required,
+    except the fields some role does not get (checklist C2, ``server/services/field_access.py``)."""
+
+    def dataclass_schema(self, schema: core_schema.DataclassSchema) -> JsonSchemaValue:
+        json_schema = super().dataclass_schema(schema)
+        hidden = field_access.hidden_from_some_role(schema["cls"])
+        if hidden and "required" in json_schema:
+            json_schema["required"] = [name for name in json_schema["required"] if name not in hidden]
+        return json_schema
 
     def field_is_required(
         self,

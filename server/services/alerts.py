@@ -22,11 +22,12 @@ from server.db.uow import UnitOfWork
 from server.domain.errors import Conflict, NotFound
 from server.services import audit
 from server.services.context import ServiceContext
-from server.services.identity import Principal
+from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, Principal
 
 log = logging.getLogger(__name__)
 
 RESOURCE: Final = "duty_alert"
+DUTY_TEAM: Final = (ROLE_DISPATCHER, ROLE_ADMIN)  # who receives duty alerts live (R11.7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,8 @@ def alert_view(alert: DutyAlert) -> AlertView:
 
 def alert_event(alert: DutyAlert) -> dict[str, Any]:
     """The bus message for a new alert (JSON-ready)."""
+    from server.services import field_access  # imports the consultation views, which import this module
+
     view = alert_view(alert)
     return {
         "type": EVENT_DUTY_ALERT,
@@ -73,7 +76,8 @@ def alert_event(alert: DutyAlert) -> dict[str, Any]:
             "consultation_id": view.consultation_id,
             "insured_person_id": view.insured_person_id,
             "specialty": view.specialty,
-            "details": view.details,
+            # Dispatchers and admins both receive it: only what both may see (checklist C2).
+            "details": field_access.project_for_all(DUTY_TEAM, view.details),
             "created_at": view.created_at.isoformat(),
         },
     }
