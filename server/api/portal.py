@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from aiohttp import web
 from pydantic import Field
 
@@ -12,24 +10,15 @@ from server.domain.icd10 import search_icd10
 from server.keys import context_key
 from server.services import portal as service
 from server.services.identity import ROLE_DOCTOR, ROLE_INSURED
+from server.services.portal import AccessEntry, PatientCard
 
 routes = web.RouteTableDef()
-
-
-class AccessEntryPublic(ApiModel):
-    occurred_at: datetime
-    actor_role: str
-    actor_name: str
-    action: str
-    resource_type: str
-    resource_id: str
-    result: str
 
 
 class AccessLogPublic(ApiModel):
     """Accesses to my medical data by others, newest first."""
 
-    events: list[AccessEntryPublic]
+    events: list[AccessEntry]
 
 
 class Icd10Query(ApiModel):
@@ -46,25 +35,6 @@ class Icd10Results(ApiModel):
     results: list[Icd10Public]
 
 
-class PatientCardPublic(ApiModel):
-    """What the consulting doctor sees of the patient (no diagnoses, letters or payments)."""
-
-    consultation_id: int
-    insured_person_id: int
-    full_name: str
-    age: int
-    city: str
-    service_type: str
-    program: str
-    components: list[str]
-    policy_valid_today: bool
-    telemedicine_left: int
-    telemedicine_per_year: int
-    attached_clinic: str | None
-    answers_now: str
-    answers_now_phone: str
-
-
 @endpoint(
     routes,
     "GET",
@@ -78,19 +48,7 @@ class PatientCardPublic(ApiModel):
 async def my_access_log(request: web.Request) -> AccessLogPublic:
     """Nothing is filtered out: the person sees every audited access by someone else (D1)."""
     entries = await service.access_log(request.app[context_key], current_principal(request))
-    return AccessLogPublic(events=[_entry(entry) for entry in entries])
-
-
-def _entry(entry: service.AccessEntry) -> AccessEntryPublic:
-    return AccessEntryPublic(
-        occurred_at=entry.occurred_at,
-        actor_role=entry.actor_role,
-        actor_name=entry.actor_name,
-        action=entry.action,
-        resource_type=entry.resource_type,
-        resource_id=entry.resource_id,
-        result=entry.result,
-    )
+    return AccessLogPublic(events=entries)
 
 
 @endpoint(
@@ -117,12 +75,12 @@ async def icd10_search(request: web.Request, query: Icd10Query) -> Icd10Results:
     summary="The patient's coverage summary for the doctor offered or holding this consultation (audited)",
     tags=["consultations"],
     roles=(ROLE_DOCTOR,),
-    response=PatientCardPublic,
+    response=PatientCard,
     errors=[401, 403, 404],
 )
-async def patient_card(request: web.Request) -> PatientCardPublic:
+async def patient_card(request: web.Request) -> PatientCard:
     """No more than the consultation needs; any other doctor gets 404."""
     card = await service.patient_card(
         request.app[context_key], current_principal(request), path_int(request, "consultation_id")
     )
-    return PatientCardPublic(**{name: getattr(card, name) for name in PatientCardPublic.model_fields})
+    return card
