@@ -45,6 +45,7 @@ addMessages({
     "call.step.text_chat": "Звонок не удался: консультация продолжается в чате.",
     "call.step.callback_request": "Звонок не удался: диспетчер перезвонит пациенту по телефону.",
     "call.recovered": "Связь восстановлена.",
+    "call.reconnecting": "Переподключение…",
     "call.stepBy": "({who})",
     "call.who.doctor": "врач",
     "call.who.patient": "пациент",
@@ -87,6 +88,7 @@ addMessages({
     "call.step.text_chat": "The call failed: the consultation goes on in the chat.",
     "call.step.callback_request": "The call failed: the dispatcher will call the patient back by phone.",
     "call.recovered": "The connection is back.",
+    "call.reconnecting": "Reconnecting…",
     "call.stepBy": "({who})",
     "call.who.doctor": "the doctor",
     "call.who.patient": "the patient",
@@ -416,7 +418,7 @@ export function CallPanel({ consultationId, channel, canStart, ringing, onClosed
     </section>`;
   }
   const c = controller.current;
-  const status = state.connected ? t("call.connected") : state.away ? t("call.away") : t("call.waiting");
+  const status = state.connected ? t("call.connected") : state.away ? t("call.away") : state.step ? t("call.reconnecting") : t("call.waiting");
   return html`<section class="card call" aria-labelledby="call-title">
     <div class="card-head"><h2 class="card-title" id="call-title">${t("call.title")}</h2><span class="badge" role="status" data-testid="call-status">${status}</span></div>
     ${state.notice && html`<p class="alert alert-warn" role="alert" data-testid="call-notice">${state.notice}</p>`}

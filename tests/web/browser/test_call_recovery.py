@@ -143,7 +143,11 @@ def test_glare_a_network_drop_and_the_step_down_ladder_in_one_call(
     patient.set_viewport_size(PHONE)
     patient.screenshot(path=str(screenshots / "patient-call-step-down-ru-phone.png"), full_page=True)
     patient.set_viewport_size(DESKTOP)
+    patient.screenshot(path=str(screenshots / "patient-call-step-down-ru.png"), full_page=True)
     doctor.screenshot(path=str(screenshots / "doctor-call-step-down-ru.png"), full_page=True)
+    doctor.set_viewport_size(PHONE)
+    doctor.screenshot(path=str(screenshots / "doctor-call-step-down-ru-phone.png"), full_page=True)
+    doctor.set_viewport_size(DESKTOP)
     for page in (patient, doctor):
         page.locator("header button", has_text="Eng").click()
     _wait_text(patient, "[data-testid=call-choose]", "call the patient back")
@@ -166,9 +170,13 @@ def test_glare_a_network_drop_and_the_step_down_ladder_in_one_call(
     item = dispatcher.locator("[data-testid=dispatch-queue] li", has_text="Перезвонить пациенту").first
     assert "Кашель третий день" in item.inner_text()
     dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-ru.png"), full_page=True)
+    dispatcher.set_viewport_size(PHONE)
+    dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-ru-phone.png"), full_page=True)
     dispatcher.evaluate(f"localStorage.setItem('telemed.lang', {json.dumps('en')})")
     dispatcher.reload()
     _wait_text(dispatcher, "[data-testid=dispatch-queue] li", "Call the patient back")
+    dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-en-phone.png"), full_page=True)
+    dispatcher.set_viewport_size(DESKTOP)
     dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-en.png"), full_page=True)
     for context in contexts:
         context.close()
