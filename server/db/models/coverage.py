@@ -130,6 +130,9 @@ class InsuredPerson(Base):
         CheckConstraint("service_type IN ('dispatcher', 'registry')", name="service_type"),
         Index("ix_insured_persons_policy_birth", "policy_id", "birth_date"),
         Index("uq_insured_persons_insured_number", "insured_number", unique=True),
+        # The dispatcher's search by phone or birth date, a page in (name, id) order (migration 0011).
+        Index("ix_insured_persons_phone", "phone", "full_name", "id"),
+        Index("ix_insured_persons_birth_name", "birth_date", "full_name", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
