@@ -20,6 +20,9 @@ class PhotoRules:
         min_height: Lowest accepted image, in pixels.
         max_side: Largest accepted side, in pixels (also guards the decoder against huge images).
         portrait: The image must be taller than wide, like a document photo.
+        max_png_pixels: Largest PNG, in pixels. A PNG cannot be decoded at reduced size (a JPEG
+            can), so a big one would sit in memory whole: 36 MP of RGBA is 144 MiB per copy
+            (issue 11 item 11). A document photo needs far less; a larger photo can come as JPEG.
     """
 
     mime_types: frozenset[str]
@@ -28,6 +31,7 @@ class PhotoRules:
     min_height: int
     max_side: int
     portrait: bool
+    max_png_pixels: int | None = None
 
     def describe(self) -> str:
         """The rules as a sentence for the person uploading the photo."""
@@ -46,6 +50,7 @@ PASS_PHOTO_RULES: Final = PhotoRules(
     min_height=400,
     max_side=6000,
     portrait=True,
+    max_png_pixels=8_000_000,
 )
 
 
@@ -89,6 +94,15 @@ def validate_photo_facts(
         )
     if max(width, height) > rules.max_side:
         failures.append(Reason("R6.4", f"the photo may not exceed {rules.max_side} px on a side", facts))
+    if rules.max_png_pixels is not None and mime.lower() == "image/png" and width * height > rules.max_png_pixels:
+        failures.append(
+            Reason(
+                "R6.4",
+                f"a PNG photo may have at most {rules.max_png_pixels // 1_000_000} megapixels; "
+                "send a smaller one or a JPEG",
+                facts,
+            )
+        )
     if rules.portrait and height <= width:
         failures.append(Reason("R6.4", "the photo must be portrait (taller than wide)", facts))
     if failures:

@@ -4,7 +4,6 @@ access system."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
@@ -13,7 +12,7 @@ from server.db.models import PassPhoto
 from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
 from server.domain.decisions import Reason
-from server.domain.errors import DomainError, RuleViolation
+from server.domain.errors import DomainError, RuleViolation, Unavailable
 from server.domain.passes import PASS_PHOTO_RULES, validate_photo_facts
 from server.services import audit, images
 from server.services.context import ServiceContext
@@ -24,6 +23,8 @@ from server.services.dispatch_views import ReasonJson
 from server.services.identity import Principal
 
 STORED_MIME: Final = "image/jpeg"
+STORED_PHOTO_SIDE: Final = 2400
+"""A pass photo is stored at most this long (a 35x45 mm print at 600 dpi is about 830x1060 px)."""
 
 
 class PhotoTooLarge(DomainError):
@@ -66,8 +67,8 @@ def _not_an_image() -> RuleViolation:
     return RuleViolation(reason.message, code="not_an_image", reasons=(reason,))
 
 
-def decode_photo(data: bytes) -> tuple[images.CleanImage, list[dict[str, Any]]]:
-    """Check the upload against the pass format (R6.4), then re-encode it as a clean JPEG without metadata.
+def check_photo(data: bytes) -> tuple[images.ImageFacts, list[dict[str, Any]]]:
+    """Check the upload against the pass format (R6.4) from its header, before any pixel is decoded.
 
     The client's file name and declared type are never trusted: the format is what Pillow finds.
     The size checked is the size as displayed (EXIF orientation applied), read from the header
@@ -77,7 +78,7 @@ def decode_photo(data: bytes) -> tuple[images.CleanImage, list[dict[str, Any]]]:
         data: The uploaded bytes.
 
     Returns:
-        ``(photo, reasons)``: the upright JPEG without EXIF/GPS, XMP, ICC or comments, and the rule reasons.
+        ``(facts, reasons)``: what the header says, and the rule reasons.
 
     Raises:
         RuleViolation: not an image (``not_an_image``) or not of the pass format (``invalid_photo``).
@@ -89,11 +90,44 @@ def decode_photo(data: bytes) -> tuple[images.CleanImage, list[dict[str, Any]]]:
     decision = validate_photo_facts(facts.mime, len(data), facts.width, facts.height)
     if not decision.allowed:
         raise RuleViolation(decision.reasons[0].message, code="invalid_photo", reasons=decision.reasons)
+    return facts, reasons_json(decision.reasons)
+
+
+async def clean_photo(data: bytes) -> tuple[images.CleanImage, list[dict[str, Any]]]:
+    """:func:`check_photo`, then the re-encode through the process's few decode slots (bounded memory).
+
+    A JPEG is decoded at reduced size (libjpeg's DCT scaling) and stored at most
+    ``STORED_PHOTO_SIDE`` long; a PNG is capped by ``PASS_PHOTO_RULES.max_png_pixels`` before any
+    pixel is decoded (issue 11 item 11: four 36-megapixel PNGs at once took the server up 2 GiB).
+
+    Returns:
+        ``(photo, reasons)``: the upright JPEG without EXIF/GPS, XMP, ICC or comments, and the rule reasons.
+
+    Raises:
+        RuleViolation: as :func:`check_photo`.
+        Unavailable: every decode slot stayed busy (503 with Retry-After).
+    """
+    _, reasons = check_photo(data)
     try:
-        photo = images.reencode(data, max_pixels=PASS_PHOTO_RULES.max_side**2, output_mime=STORED_MIME)
+        photo = await images.reencode_bounded(
+            data,
+            max_pixels=PASS_PHOTO_RULES.max_side**2,
+            output_mime=STORED_MIME,
+            max_side=STORED_PHOTO_SIDE,
+            max_full_decode_pixels=PASS_PHOTO_RULES.max_png_pixels,
+        )
+    except images.ImagesBusy as exc:
+        raise PhotoDecodersBusy("the server is busy decoding images; send the photo again in a moment") from exc
     except images.UnreadableImage as exc:
         raise _not_an_image() from exc
-    return photo, reasons_json(decision.reasons)
+    return photo, reasons
+
+
+class PhotoDecodersBusy(Unavailable):
+    """Every image decoder of this process is busy: come back shortly (503 with Retry-After)."""
+
+    code = "images_busy"
+    retry_after_seconds = 2
 
 
 async def upload_pass_photo(ctx: ServiceContext, principal: Principal, data: bytes) -> PassPhotoResult:
@@ -115,7 +149,7 @@ async def upload_pass_photo(ctx: ServiceContext, principal: Principal, data: byt
     Raises:
         RuleViolation: not an image, or not of the pass format (every failed condition cited, R6.4).
     """
-    photo, reasons = await asyncio.to_thread(decode_photo, data)
+    photo, reasons = await clean_photo(data)
     async with ctx.uow() as uow:
         session = uow.session
         now = ctx.clock.now()

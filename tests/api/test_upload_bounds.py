@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from PIL import Image
 
-from server.services import chat, images
+from server.domain import passes as passes_rules
+from server.services import chat, images, passes
 from tests.factories import Factories, bearer
 from tests.realtime.conftest import ChatSetup, make_chat_setup
 
@@ -83,3 +84,53 @@ async def test_a_phone_sized_jpeg_still_works_as_a_chat_attachment(client: TestC
     assert response.status == 201, await response.text()
     body = await response.json()
     assert (body["width"], body["height"]) == (4096, 2731)
+
+
+def _photo_form(data: bytes) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("photo", io.BytesIO(data), filename="me.png", content_type="application/octet-stream")
+    return form
+
+
+async def test_a_large_pass_photo_png_is_refused_before_decoding_R6_4(client: TestClient, factories: Factories) -> None:
+    """Four 5999x6000 RGBA PNGs (150 KB each, 144 MiB each decoded) took the server up 2 GiB at once."""
+    person = await factories.insured()
+    tokens = await factories.login_insured(client, person)
+    data = _encoded((5999, 6000), "PNG", "RGBA")
+    assert len(data) < passes_rules.PASS_PHOTO_RULES.max_bytes
+    response = await client.post("/api/me/pass-photo", data=_photo_form(data), headers=bearer(tokens))
+    assert response.status == 422, await response.text()
+    body = await response.json()
+    assert body["error"]["code"] == "invalid_photo"
+    assert "megapixels" in body["error"]["message"]
+
+
+async def test_a_large_pass_photo_jpeg_is_decoded_at_reduced_size_and_stored_smaller(
+    client: TestClient, factories: Factories
+) -> None:
+    person = await factories.insured()
+    tokens = await factories.login_insured(client, person)
+    data = _encoded((4500, 6000), "JPEG")
+    response = await client.post("/api/me/pass-photo", data=_photo_form(data), headers=bearer(tokens))
+    assert response.status == 201, await response.text()
+    body = await response.json()
+    assert (body["width"], body["height"]) == (1800, passes.STORED_PHOTO_SIDE)
+
+
+async def test_pass_photos_share_the_decode_slots_and_get_503_when_they_stay_busy(
+    client: TestClient, factories: Factories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    person = await factories.insured()
+    tokens = await factories.login_insured(client, person)
+    monkeypatch.setattr(images, "DECODE_WAIT_SECONDS", 0.2)
+    slots = images.decode_slots()
+    for _ in range(images.DECODE_CONCURRENCY):
+        await slots.acquire()
+    try:
+        busy = await client.post(
+            "/api/me/pass-photo", data=_photo_form(_encoded((300, 400), "JPEG")), headers=bearer(tokens)
+        )
+    finally:
+        for _ in range(images.DECODE_CONCURRENCY):
+            slots.release()
+    assert busy.status == 503 and busy.headers.get("Retry-After")
