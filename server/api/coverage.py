@@ -206,7 +206,7 @@ async def withdraw_application(request: web.Request) -> ApplicationView:
     roles=(ROLE_INSURED,),
     response=PassPhotoResult,
     status=201,
-    errors=[413],
+    errors=[400, 413, 422, 503],
 )
 async def upload_pass_photo(request: web.Request) -> PassPhotoResult:
     """The server decodes the image; the file name and declared type are ignored."""
