@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     # Client WebSocket and chat (server/realtime, server/services/chat.py).
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     ws_session_check_seconds: float = Field(default=60.0, gt=0, le=300)
+    # A socket with no frame from its user for this long is closed (A10); 0 = the session's idle
+    # limit (refresh_idle_minutes). Tests set a few seconds.
+    ws_idle_seconds: float = Field(default=0, ge=0, le=1800)
     ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
     ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
     ws_messages_per_minute: int = Field(default=100, ge=1, le=10_000_000)  # per socket (checklist B8)

@@ -80,6 +80,8 @@ class Connection:
         self.closing = False
         self.check_interval = check_interval
         self.next_check_at = asyncio.get_running_loop().time() + check_interval
+        # The user's last frame (a ``ping`` command and protocol pings do not count): A10 idle limit.
+        self.last_activity_at = asyncio.get_running_loop().time()
         self._transport = transport
         self._loop = asyncio.get_running_loop()
         self._queue: list[str] = []
@@ -90,6 +92,10 @@ class Connection:
         self._unsubscribe_on_close: list[Callable[[], None]] = []
         self._rate = TokenBucket(message_burst, messages_per_minute / 60, self._loop.time())
         self._refusals_in_row = 0
+
+    def loop_time(self) -> float:
+        """The event loop's clock (what ``last_activity_at`` and ``next_check_at`` are in)."""
+        return self._loop.time()
 
     def start(self) -> None:
         """Ready to send (kept for symmetry with ``cleanup``; nothing runs until a frame is queued)."""

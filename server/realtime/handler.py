@@ -194,6 +194,8 @@ async def dispatch(connection: Connection, registry: CommandRegistry, data: str)
         return
     connection.last_id = msg_id
     type_ = payload.get("type")
+    if type_ != "ping":  # a keep-alive is not the user at work (A10)
+        connection.last_activity_at = connection.loop_time()
     command = registry.get(type_) if type(type_) is str else None
     if command is None:
         connection.send_error(msg_id, messages.ERR_UNKNOWN_COMMAND, "unknown command type")

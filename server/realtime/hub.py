@@ -522,7 +522,12 @@ class RealtimeHub:
             await asyncio.sleep(tick)
             now = loop.time()
             due: dict[str, list[Connection]] = {}
-            for connection in self.connections:
+            idle_before = now - self.idle_limit_seconds()
+            for connection in list(self.connections):
+                if connection.last_activity_at <= idle_before and not connection.closing:
+                    # A10: idle past the limit closes at the limit, not at the next refresh.
+                    connection.close_soon(messages.CLOSE_IDLE, "idle timeout")
+                    continue
                 if connection.next_check_at <= now and not connection.closing:
                     due.setdefault(connection.principal.session_id, []).append(connection)
                     if len(due) >= SESSION_CHECKS_PER_TICK:
@@ -542,6 +547,11 @@ class RealtimeHub:
                         connection.close_soon(messages.CLOSE_AUTH, "session ended")
                     else:
                         connection.next_check_at = loop.time() + self.seconds_until_next_check(connection)
+
+    def idle_limit_seconds(self) -> float:
+        """How long a socket may go without a frame from its user (A10): the session's idle limit."""
+        settings = self.ctx.settings
+        return settings.ws_idle_seconds or settings.refresh_idle_minutes * 60.0
 
     def seconds_until_next_check(self, connection: Connection) -> float:
         """The regular interval, or sooner when the session expires before it (A10)."""

@@ -27,6 +27,7 @@ ERR_RATE_LIMITED: Final = "rate_limited"
 
 CLOSE_AUTH: Final = 4001  # authentication failed, or the session ended (logout, revocation, expiry)
 CLOSE_POLICY_VIOLATION: Final = 1008  # kept sending far over the rate limit (checklist B8)
+CLOSE_IDLE: Final = 4002  # no frame from the user within the idle limit (A10); reconnect when back
 CLOSE_SLOW_CONSUMER: Final = 4008  # the client did not read fast enough; reconnect and resume
 CLOSE_TOO_MANY_CONNECTIONS: Final = 4029  # per-user socket cap (checklist B8)
 
