@@ -100,7 +100,8 @@ async def _login(http: aiohttp.ClientSession, server: ServerProcess, outbox: Pat
 
 async def _upload(http: aiohttp.ClientSession, url: str, field: str, token: str, data: bytes, name: str) -> int:
     form = aiohttp.FormData()
-    form.add_field(field, data, filename=name, content_type="application/octet-stream")
+    mime = "image/jpeg" if data[:2] == b"\xff\xd8" else "image/png"
+    form.add_field(field, data, filename=name, content_type=mime)
     async with http.post(url, data=form, headers={"Authorization": f"Bearer {token}"}) as response:
         await response.read()
         return response.status

@@ -134,3 +134,21 @@ async def test_pass_photos_share_the_decode_slots_and_get_503_when_they_stay_bus
         for _ in range(images.DECODE_CONCURRENCY):
             slots.release()
     assert busy.status == 503 and busy.headers.get("Retry-After")
+
+
+def test_a_portrait_jpeg_is_decoded_at_reduced_size_too() -> None:
+    """A square draft box left a 4500x6000 JPEG at full size: Pillow scales by the smaller ratio."""
+    data = _encoded((4500, 6000), "JPEG")
+    decoded: list[tuple[int, int]] = []
+    original = Image.Image.load
+
+    def spy(self: Image.Image) -> object:
+        result = original(self)
+        decoded.append(self.size)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Image.Image, "load", spy)
+        clean = images.reencode(data, max_pixels=50_000_000, max_side=2400)
+    assert (clean.width, clean.height) == (1800, 2400)
+    assert max(w * h for w, h in decoded) <= 2250 * 3000  # never the 27 MP of the full picture
