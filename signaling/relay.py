@@ -157,6 +157,7 @@ class Leg:
     peer_present: bool = False
     relay_only: bool = False
     closed: bool = False
+    suspended: bool = False  # the consultation was announced as no longer active: nothing passes until confirmed
     on_detach: Callable[[], None] | None = None  # the socket's own cleanup (its subscription)
 
 
@@ -312,6 +313,8 @@ class CallRelay:
         leg = self.legs.get((call_id, owner))
         if leg is None or leg.closed:
             raise ProtocolError(protocol.ERR_NOT_JOINED, "join the call first (call.join)")
+        if leg.suspended:
+            raise ProtocolError(protocol.ERR_CALL_ENDED, "the consultation is no longer active")
         return leg
 
     async def leave(self, owner: object, call_id: int) -> Message:
@@ -461,10 +464,34 @@ class CallRelay:
         del reason  # kept by the client's own UI; the record says who ended it
         return {"ended": True, "duration_seconds": state.duration_seconds}
 
+    def consultation_left_active(self, consultation_id: int) -> None:
+        """The bus says the consultation is no longer active: stop relaying its call at once, then confirm.
+
+        The join authorized each leg once (patient or assigned doctor, consultation active); this is
+        the invalidation of that decision. Fail closed: the legs are suspended now, synchronously, so
+        not one more signal passes while the database is asked; if the database says the
+        consultation is still active after all, they resume.
+        """
+        legs = [leg for leg in self.legs.values() if leg.consultation_id == consultation_id and not leg.closed]
+        if not legs:
+            return
+        for leg in legs:
+            leg.suspended = True
+        self._spawn(self.consultation_changed(consultation_id))
+
     async def consultation_changed(self, consultation_id: int) -> None:
         """The consultation's status changed: a call on a consultation that is no longer active ends."""
         legs = [leg for leg in self.legs.values() if leg.consultation_id == consultation_id]
-        if not legs or await self.store.consultation_active(consultation_id):
+        if not legs:
+            return
+        try:
+            active = await self.store.consultation_active(consultation_id)
+        except Exception:
+            log.exception("could not recheck consultation %s; its call stays suspended", consultation_id)
+            return
+        if active:
+            for leg in legs:
+                leg.suspended = False
             return
         for call_id in {leg.call_id for leg in legs}:
             with contextlib.suppress(ProtocolError):
@@ -490,6 +517,8 @@ class CallRelay:
                     )
                 self._detach(leg)
                 continue
+            if leg.suspended:
+                continue  # nothing of a call whose consultation ended reaches it, except the end
             if sender == leg.part:
                 if kind == BUS_JOINED and message.get("leg") != leg.id:
                     leg.deliver({"type": protocol.EV_REPLACED, "call_id": call_id})  # same user, another socket

@@ -57,6 +57,8 @@ def _command(app: web.Application, handler: Handler) -> Callable[[Connection, di
     @functools.wraps(handler)
     async def run(connection: Connection, msg: dict[str, Any]) -> None:
         try:
+            if connection.closing:  # session revoked or expired, or the socket is being closed: relay nothing
+                raise ProtocolError(protocol.ERR_NOT_JOINED, "this socket is closing")
             outcome = handler(app[call_relay_key], connection, msg)
             if isinstance(outcome, Awaitable):
                 outcome = await outcome
@@ -84,7 +86,7 @@ async def handle_join(relay: CallRelay, connection: Connection, msg: dict[str, A
 
     def on_consultation(message: dict[str, Any]) -> None:
         if message.get("type") == EVENT_CONSULTATION_UPDATED and message.get("status") != "active":
-            connection.own(_task(relay.consultation_changed(join.consultation_id)))
+            relay.consultation_left_active(join.consultation_id)  # suspends at once, then confirms
 
     unlisten = hub.listen(consultation_channel(join.consultation_id), on_consultation)
 

@@ -319,3 +319,98 @@ async def test_the_sockets_rate_limit_applies_to_call_messages(client: TestClien
     await asyncio.sleep(refusals[-1]["retry_after_ms"] / 1000 + 0.1)
     assert (await patient.request("ping"))["type"] == "pong"
     assert (await doctor.request("ping"))["type"] == "pong"
+
+
+async def _announce(client: TestClient, consultation_id: int, status: str) -> None:
+    from server.channels import consultation_channel
+    from server.keys import context_key
+
+    await client.app[context_key].bus.publish(
+        consultation_channel(consultation_id),
+        {"type": "consultation.updated", "consultation_id": consultation_id, "status": status},
+    )
+
+
+async def _until(condition: Any) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def _described(ws: WsClient) -> list[dict[str, Any]]:
+    return [f for f in ws.frames if f.get("type") == "event" and f["event"].get("type") == "call.description"]
+
+
+async def test_an_ended_consultation_stops_relaying_at_once_before_the_database_confirms(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R11.1 (only while active): the join's authorization is cached in the leg; the bus event invalidates it
+    synchronously, so not one signal passes while the database is asked and the call record is closed."""
+    from sqlalchemy import update
+
+    from server.db.models import Consultation
+    from server.realtime.calls import call_relay_key
+
+    doctor, doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    relay = client.app[call_relay_key]
+    release = asyncio.Event()
+    confirm = relay.store.consultation_active
+
+    async def slow_confirm(consultation_id: int) -> bool:
+        await release.wait()
+        return await confirm(consultation_id)
+
+    monkeypatch.setattr(relay.store, "consultation_active", slow_confirm)
+    async with factories.session_factory() as session:
+        await session.execute(
+            update(Consultation).where(Consultation.id == chat_setup.consultation.id).values(status="completed")
+        )
+        await session.commit()
+    await _announce(client, chat_setup.consultation.id, "completed")
+    await _until(lambda: all(leg.suspended for leg in relay.by_call.get(call_id, [])))
+    assert error_code(await doctor.request("call.offer", call_id=call_id, sdp=OFFER)) == "call_ended"
+    assert error_code(await patient.request("call.media", call_id=call_id, audio=False, video=False)) == "call_ended"
+    release.set()
+    for ws, sub in ((doctor, doctor_sub), (patient, patient_sub)):
+        ended = await ws.event(sub, "call.ended")
+        assert ended["reason"] == "consultation_ended"
+    assert _described(patient) == [] and _described(doctor) == []
+
+
+async def test_a_wrong_announcement_suspends_the_call_only_until_the_database_says_active(
+    client: TestClient, chat_setup: ChatSetup
+) -> None:
+    """Fail closed, then recover: the consultation is still active in the database, so the call goes on."""
+    from server.realtime.calls import call_relay_key
+
+    doctor, doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
+    relay = client.app[call_relay_key]
+    await _announce(client, chat_setup.consultation.id, "completed")  # the database still says active
+    await _until(lambda: any(leg.suspended for leg in relay.by_call.get(call_id, [])))
+    await _until(lambda: not any(leg.suspended for leg in relay.by_call.get(call_id, [])))
+    assert (await patient.request("call.offer", call_id=call_id, sdp=OFFER))["success"]
+    assert (await doctor.event(doctor_sub, "call.description"))["description"]["type"] == "offer"
+
+
+async def test_a_revoked_session_relays_nothing_more_even_before_its_socket_is_closed(
+    client: TestClient, chat_setup: ChatSetup
+) -> None:
+    """Revocation takes effect at once: a frame the closing socket still had in hand is refused, not relayed."""
+    from server.channels import session_channel
+    from server.domain.errors import DomainError
+    from server.keys import context_key, realtime_hub_key, ws_commands_key
+
+    _doctor, _doctor_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    hub = client.app[realtime_hub_key]
+    (connection,) = [c for c in hub.connections if c.principal.role == "doctor"]
+    await client.app[context_key].bus.publish(
+        session_channel(connection.principal.session_id), {"type": "session.revoked"}
+    )
+    await _until(lambda: connection.closing)
+    command = client.app[ws_commands_key].get("call.offer")
+    assert command is not None
+    with pytest.raises(DomainError) as refused:
+        await command.handler(connection, {"id": 10_000, "type": "call.offer", "call_id": call_id, "sdp": OFFER})
+    assert refused.value.code == "not_joined"
+    with pytest.raises(TimeoutError):
+        await patient.event(patient_sub, "call.description", timeout=0.3)
