@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from server.services import audit_chain
 from server.services import consents as consents_service
 from server.services import consultation_safety as safety
 from server.services.alerts import AlertView
+from server.services.consents import ConsentStatus, ConsentView
 from server.services.consultation_safety import AddendumView, HandoverView
 from server.services.context import ServiceContext
 from server.services.identity import ROLE_ADMIN, ROLE_DISPATCHER, ROLE_DOCTOR, ROLE_INSURED
@@ -27,31 +27,6 @@ DUTY = (ROLE_DISPATCHER, ROLE_ADMIN)
 
 
 # ----------------------------------------------------------------------------- consents (E1)
-
-
-class ConsentText(ApiModel):
-    kind: str
-    version: str
-    ru: str
-    en: str
-
-
-class ConsentRecordPublic(ApiModel):
-    id: int
-    kind: str
-    version: str
-    language: str
-    given_at: datetime
-    given_from: str
-    withdrawn_at: datetime | None
-
-
-class ConsentStatusPublic(ApiModel):
-    """The consent screen: the current texts, what is still missing, and the history."""
-
-    texts: list[ConsentText]
-    missing: list[str]
-    records: list[ConsentRecordPublic]
 
 
 class ConsentGive(ApiModel):
@@ -81,14 +56,12 @@ def _address(request: web.Request) -> str:
     summary="My consents (telemedicine care, health data) and the current texts in Russian and English (E1)",
     tags=["consents"],
     roles=(ROLE_INSURED,),
-    response=ConsentStatusPublic,
+    response=ConsentStatus,
 )
-async def my_consents(request: web.Request) -> ConsentStatusPublic:
+async def my_consents(request: web.Request) -> ConsentStatus:
     """What the consent screen shows."""
     status = await consents_service.status(request.app[context_key], current_principal(request))
-    return ConsentStatusPublic.model_validate(
-        {"texts": status.texts, "missing": status.missing, "records": [vars_of(r) for r in status.records]}
-    )
+    return status
 
 
 @endpoint(
@@ -99,10 +72,10 @@ async def my_consents(request: web.Request) -> ConsentStatusPublic:
     tags=["consents"],
     roles=(ROLE_INSURED,),
     body=ConsentGive,
-    response=ConsentRecordPublic,
+    response=ConsentView,
     status=201,
 )
-async def give_consent(request: web.Request, body: ConsentGive) -> ConsentRecordPublic:
+async def give_consent(request: web.Request, body: ConsentGive) -> ConsentView:
     """An outdated version is 400 ``consent_version_outdated``: show the new text."""
     view = await consents_service.give(
         request.app[context_key],
@@ -113,7 +86,7 @@ async def give_consent(request: web.Request, body: ConsentGive) -> ConsentRecord
         address=_address(request),
         user_agent=request.headers.get("User-Agent"),
     )
-    return ConsentRecordPublic.model_validate(vars_of(view))
+    return view
 
 
 @endpoint(

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Annotated, Final
 
+from pydantic import WithJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import PatientConsent
@@ -24,6 +25,21 @@ RESOURCE: Final = "consent"
 LANGUAGES: Final = ("ru", "en")
 MAX_ADDRESS_CHARS: Final = 64
 MAX_USER_AGENT_CHARS: Final = 300
+
+
+# A consent text as ``rules.texts_view`` gives it, with its schema for the OpenAPI document.
+ConsentTextJson = Annotated[
+    dict[str, str],
+    WithJsonSchema(
+        {
+            "title": "ConsentText",
+            "type": "object",
+            "properties": {key: {"type": "string"} for key in ("kind", "version", "ru", "en")},
+            "required": ["kind", "version", "ru", "en"],
+            "additionalProperties": False,
+        }
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +59,7 @@ class ConsentView:
 class ConsentStatus:
     """What the consent screen needs: the current texts, what is missing, the history."""
 
-    texts: list[dict[str, str]]
+    texts: list[ConsentTextJson]
     missing: list[str]
     records: list[ConsentView]
 
