@@ -287,3 +287,12 @@ class Factories:
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     """Authorization header for a token response."""
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def json_keys(value: Any) -> set[str]:
+    """Every key anywhere in a JSON value (tests of which fields a role gets: C2, R12.5)."""
+    if isinstance(value, dict):
+        return set(value) | {key for item in value.values() for key in json_keys(item)}
+    if isinstance(value, list):
+        return {key for item in value for key in json_keys(item)}
+    return set()

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from server.domain.red_flags import CODES
 from server.services import alerts
 from server.services.context import ServiceContext
-from tests.factories import Factories, bearer
+from tests.factories import Factories, bearer, json_keys
 
 NO_FLAGS = dict.fromkeys(CODES, False)
 NOTE = "ST elevation suspected, ambulance called"
@@ -52,15 +52,6 @@ async def _completed_emergency(client: TestClient[Any, Any], factories: Factorie
     return created["id"], person.id, {"patient": patient["Authorization"], "doctor": staff["Authorization"]}
 
 
-def _keys(value: Any) -> set[str]:
-    """Every key anywhere in a JSON value."""
-    if isinstance(value, dict):
-        return set(value) | {key for item in value.values() for key in _keys(item)}
-    if isinstance(value, list):
-        return {key for item in value for key in _keys(item)}
-    return set()
-
-
 async def test_c2_each_role_gets_its_own_keys_of_a_consultation(
     client: TestClient[Any, Any], factories: Factories
 ) -> None:
@@ -96,7 +87,7 @@ async def test_c2_the_dispatcher_sees_complaints_but_no_icd10_code_in_decision_f
     [decision] = [d for d in history["decisions"] if d["kind"] == "telemedicine_consultation"]
     assert set(decision["subject"]) == CONSULTATION_DECISION_SUBJECT_OF_DISPATCHER
     assert all(set(reason) <= {"rule", "message", "facts"} for reason in decision["reasons"])
-    assert not _keys(history) & {"icd10_code", "icd10_description", "notes", "diagnosis"}
+    assert not json_keys(history) & {"icd10_code", "icd10_description", "notes", "diagnosis"}
     assert "I21.9" not in text and NOTE not in text
     assert any(event["complaints"] == "chest pain" for event in history["events"])  # approvals need them
 

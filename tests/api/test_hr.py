@@ -23,7 +23,7 @@ from server.db.repositories.hr import month_counts
 from server.domain.hr_reports import SCALARS, TABLES, Month, PublishedMonth
 from server.domain.privacy import HR_FORBIDDEN_FIELDS
 from tests.domain.hr_support import independent_audit
-from tests.factories import Factories, bearer
+from tests.factories import Factories, bearer, json_keys
 
 K = 11
 MAY = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
@@ -121,14 +121,6 @@ def _rebuild(usage: dict[str, Any], health: dict[str, Any]) -> PublishedMonth:
     return PublishedMonth(Month(2026, 5), K, {d: tuple(v) for d, v in domains.items()}, tables, scalars)
 
 
-def _walk_keys(value: Any) -> set[str]:
-    if isinstance(value, dict):
-        return set(value) | {k for v in value.values() for k in _walk_keys(v)}
-    if isinstance(value, list):
-        return {k for v in value for k in _walk_keys(v)}
-    return set()
-
-
 async def test_hr_sees_the_month_totals_true_and_small_cells_suppressed_r12_5(
     client: TestClient[Any, Any], factories: Factories
 ) -> None:
@@ -179,7 +171,7 @@ async def test_hr_responses_carry_no_person_and_no_clinical_content_r12_5(
     assert "Secretname" not in text and "HIV" not in text and "secret notes" not in text
     for code in CODES:
         assert code not in text
-    keys = _walk_keys(bodies)
+    keys = json_keys(bodies)
     assert not keys & HR_FORBIDDEN_FIELDS
     assert not keys & {"insured_person_id", "person_id", "full_name", "patient_id", "consultation_id"}
 
