@@ -23,6 +23,7 @@ from server.api import chat as chat_routes
 from server.api import clinical as clinical_routes
 from server.api import consultations as consultation_routes
 from server.api import coverage as coverage_routes
+from server.api import coverage_end as coverage_end_job
 from server.api import dispatch as dispatch_routes
 from server.api import health as health_routes
 from server.api import hr as hr_routes
@@ -161,6 +162,7 @@ def setup_areas(app: web.Application) -> None:
     roster_routes.setup(app)
     consultation_routes.setup(app)
     hr_routes.setup(app)
+    coverage_end_job.setup(app)
     realtime_setup.setup(app)
 
 

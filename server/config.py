@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     hr_consultation_price: Decimal = Field(default=Decimal("1500.00"), ge=0)
     hr_visit_price: Decimal = Field(default=Decimal("3500.00"), ge=0)
     audit_checkpoint_interval_seconds: float = Field(default=60.0, ge=0)  # pin the audit head (D2); 0: off
+    # How often each process applies removals from employers' lists whose date has come (issue 16); 0: never.
+    coverage_end_interval_seconds: float = Field(default=600.0, ge=0)
 
     @field_validator(
         "allowed_origins", "rtc_host_addresses", "rtc_stun_urls", "rtc_turn_urls", "trusted_proxies", mode="before"

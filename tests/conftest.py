@@ -93,6 +93,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, database_url: str, 
         "roster_check_interval_seconds": 0,
         "hr_freeze_interval_seconds": 0,
         "audit_checkpoint_interval_seconds": 0,
+        "coverage_end_interval_seconds": 0,
     }
     return Settings(**{**defaults, **overrides})
 

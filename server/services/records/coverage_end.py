@@ -3,7 +3,8 @@
 From that day the person cannot log in (their sessions end and their sockets close at once, on every
 process), their open consultations are cancelled with a message to the patient and the doctor, and
 nothing of their history is deleted. Safe to run again and from several processes: each person is
-claimed by a conditional UPDATE, so only one run handles them.
+claimed by a conditional UPDATE, so only one run handles them. Every server process runs it on a loop
+(``coverage_end_interval_seconds``, ``server/api/coverage_end.py``); ``telemed coverage-end`` runs it by hand.
 """
 
 from __future__ import annotations
@@ -103,6 +104,19 @@ async def end_coverage_due(ctx: ServiceContext, actor: Actor, *, today: date | N
     if ended:
         log.info("cover ended for %d removed person(s); %d consultation(s) cancelled", len(ended), len(cancelled))
     return CoverageEndReport(ended, cancelled)
+
+
+SYSTEM_ACTOR = Actor("system:coverage-end")
+"""Who ended the cover when the server's own loop did (``telemed coverage-end`` records the operator)."""
+
+
+async def end_coverage_job(ctx: ServiceContext) -> CoverageEndReport:
+    """The background loop's run: every due removal, by the service clock (the server's ``setup`` schedules it).
+
+    Every process runs it; the per-person claim (a conditional ``UPDATE`` of ``is_active``) makes each
+    person's cover end exactly once, with one SMS and one cancellation of each open consultation.
+    """
+    return await end_coverage_due(ctx, SYSTEM_ACTOR)
 
 
 async def _cancel_open_consultations(ctx: ServiceContext, person_id: int, removed_on: date) -> list[int]:
