@@ -14,7 +14,7 @@ from server.keys import context_key
 from server.services import payments as service
 from server.services.dispatch_views import AttachmentLetterView, ScheduledPaymentView
 from server.services.identity import ROLE_ADMIN
-from server.services.payments import BundleResult
+from server.services.payments import BundleResult, WaitingPayment
 
 routes = web.RouteTableDef()
 ROLES = (ROLE_ADMIN,)
@@ -28,6 +28,22 @@ class PaymentCreate(ApiModel):
     amount: Decimal = Field(gt=0, max_digits=14, decimal_places=2)
     bundled_on: date | None = None
     scheduled_payment_id: int | None = Field(default=None, gt=0)
+    reference: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=80,
+        description="R7.6: the schedule the payment names (the policy number or an additional agreement number)",
+    )
+
+
+class PaymentMatch(ApiModel):
+    """The scheduled payment a waiting payment settles (R7.6)."""
+
+    scheduled_payment_id: int = Field(gt=0)
+
+
+class WaitingPaymentsQuery(ApiModel):
+    policy_id: int | None = Field(default=None, gt=0)
 
 
 class PaymentsDueQuery(ApiModel):
@@ -66,8 +82,47 @@ async def bundle_payment(request: web.Request, body: PaymentCreate) -> BundleRes
         amount=body.amount,
         bundled_on=body.bundled_on,
         scheduled_payment_id=body.scheduled_payment_id,
+        reference=body.reference,
+        hold_unmatched=True,
     )
     return result
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/admin/payments/unmatched",
+    summary="Payments waiting for an admin: ambiguous, or naming no unpaid schedule (R7.6), with the reasons",
+    tags=TAGS,
+    roles=ROLES,
+    query=WaitingPaymentsQuery,
+    response=list[WaitingPayment],
+)
+async def waiting_payments(request: web.Request, query: WaitingPaymentsQuery) -> list[WaitingPayment]:
+    """Oldest first; nothing is attached until one is matched."""
+    return await service.waiting_payments(request.app[context_key], policy_id=query.policy_id)
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/admin/payments/{payment_id}/match",
+    summary="Match a waiting payment to the scheduled payment (the person's schedule) it settles; it is bundled "
+    "today, with its attachment letters and activation (R7.6, R7.1, R4.6)",
+    tags=TAGS,
+    roles=ROLES,
+    body=PaymentMatch,
+    response=BundleResult,
+    errors=[404, 409],
+)
+async def match_payment(request: web.Request, body: PaymentMatch) -> BundleResult:
+    """Already matched or the schedule already paid: 409; another policy's scheduled payment: 404."""
+    return await service.match_waiting_payment(
+        request.app[context_key],
+        current_principal(request),
+        path_int(request, "payment_id"),
+        scheduled_payment_id=body.scheduled_payment_id,
+    )
 
 
 @endpoint(

@@ -4,11 +4,12 @@ attachment letters each bundled payment generates (R6.1, R7.1-R7.3); the letters
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,6 +60,7 @@ class PaymentView:
     amount: Decimal
     bundled_on: date
     created_at: datetime
+    reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,8 @@ class BundleResult:
     payment: PaymentView
     attachment_letters: list[GeneratedLetter]
     activations: list[RegistryActivation]
+    waiting: bool = False  # R7.6: matched to no schedule yet; it waits for an admin (``match_payment``)
+    reasons: list[ReasonJson] = field(default_factory=list)
 
 
 def _payment_view(payment: Payment, purpose: str) -> PaymentView:
@@ -98,6 +102,7 @@ def _payment_view(payment: Payment, purpose: str) -> PaymentView:
         amount=payment.amount,
         bundled_on=payment.bundled_on,
         created_at=payment.created_at,
+        reference=payment.reference,
     )
 
 
@@ -110,6 +115,7 @@ async def bundle_payment(
     bundled_on: date | None = None,
     scheduled_payment_id: int | None = None,
     reference: str | None = None,
+    hold_unmatched: bool = False,
 ) -> BundleResult:
     """Bundle (match) money with a policy, in one transaction with everything it causes.
 
@@ -121,6 +127,9 @@ async def bundle_payment(
         bundled_on: The day of bundling (default today; never in the future).
         scheduled_payment_id: Which due payment it settles; default: matched by ``reference`` (R7.6).
         reference: The schedule the payment names (the policy number or an agreement number).
+        hold_unmatched: A payment that R7.6 cannot match (ambiguous, or its reference names no
+            unpaid schedule) is recorded as waiting, with the reasons, instead of refused; an admin
+            matches it later (``match_waiting_payment``). Nothing is attached meanwhile.
 
     Returns:
         The payment, the attachment letters generated (R7.1-R7.3) and any registry activation (R4.6).
@@ -150,6 +159,7 @@ async def bundle_payment(
             principal=principal,
             now=now,
             reference=reference,
+            hold_unmatched=hold_unmatched,
         )
         await audit.record_txn(
             ctx,
@@ -174,6 +184,7 @@ async def bundle_payment_txn(
     principal: Principal | None,
     now: datetime,
     reference: str | None = None,
+    hold_unmatched: bool = False,
 ) -> BundleResult:
     """Bundle a payment inside an open transaction (the service and the demo seed share this).
 
@@ -209,7 +220,30 @@ async def bundle_payment_txn(
             code="policy_ended",
         )
     schedule_rows = await repo.schedule_with_references(session, policy.id, policy.number)
-    scheduled = await _scheduled_txn(session, policy, paid_amount, scheduled_payment_id, reference, schedule_rows)
+    try:
+        scheduled = await _scheduled_txn(session, policy, paid_amount, scheduled_payment_id, reference, schedule_rows)
+    except RuleViolation as exc:
+        if not hold_unmatched or exc.code != "payment_unmatched":
+            raise
+        waiting = Payment(
+            policy_id=policy.id,
+            scheduled_payment_id=None,
+            amount=paid_amount,
+            bundled_on=bundled_on,
+            bundled_by_staff_id=_staff_id(principal),
+            created_at=now,
+            reference=(reference or "").strip() or None,
+            match_reasons=reasons_json(exc.reasons),
+        )
+        session.add(waiting)
+        await session.flush()
+        return BundleResult(
+            payment=_payment_view(waiting, "unmatched"),
+            attachment_letters=[],
+            activations=[],
+            waiting=True,
+            reasons=reasons_json(exc.reasons),
+        )
     if await repo.paid_scheduled_ids(session, [scheduled.id]):
         raise Conflict(f"scheduled payment {scheduled.id} is already bundled", code="already_bundled")
     payment = Payment(
@@ -217,15 +251,33 @@ async def bundle_payment_txn(
         scheduled_payment_id=scheduled.id,
         amount=paid_amount,
         bundled_on=bundled_on,
-        bundled_by_staff_id=principal.subject_id if principal and principal.subject_type == "staff" else None,
+        bundled_by_staff_id=_staff_id(principal),
         created_at=now,
+        reference=(reference or "").strip() or None,
     )
     session.add(payment)
     try:
         await session.flush()
     except IntegrityError as exc:  # a concurrent bundling of the same scheduled payment won
         raise Conflict(f"scheduled payment {scheduled.id} is already bundled", code="already_bundled") from exc
+    return await _bundled_txn(session, policy, payment, scheduled, schedule_rows, bundled_on, principal, now)
 
+
+def _staff_id(principal: Principal | None) -> int | None:
+    return principal.subject_id if principal and principal.subject_type == "staff" else None
+
+
+async def _bundled_txn(
+    session: AsyncSession,
+    policy: Policy,
+    payment: Payment,
+    scheduled: ScheduledPayment,
+    schedule_rows: Sequence[tuple[ScheduledPayment, str, bool, int | None]],
+    bundled_on: date,
+    principal: Principal | None,
+    now: datetime,
+) -> BundleResult:
+    """What a payment matched to ``scheduled`` causes: the registry activation (R4.6), the letters (R7.1-R7.3)."""
     policy_facts = await policy_facts_txn(session, policy)
     activations: list[RegistryActivation] = []
     targets: list[InsuredPerson] = []
@@ -473,6 +525,104 @@ async def _attachment_letter_txn(
         now=now,
     )
     return GeneratedLetter(letter=attachment_letter_view(row), reasons=reasons_json(reasons)), used_seq
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingPayment:
+    """Money received that R7.6 could not match to one schedule: it waits for an admin."""
+
+    payment: PaymentView
+    policy_number: str
+    reasons: list[ReasonJson]
+
+
+async def waiting_payments(ctx: ServiceContext, *, policy_id: int | None = None) -> list[WaitingPayment]:
+    """Payments not matched to a scheduled payment (ambiguous, or naming no unpaid schedule), oldest first (R7.6)."""
+    async with ctx.uow() as uow:
+        stmt = (
+            select(Payment, Policy.number)
+            .join(Policy, Policy.id == Payment.policy_id)
+            .where(Payment.scheduled_payment_id.is_(None))
+            .order_by(Payment.created_at, Payment.id)
+        )
+        if policy_id is not None:
+            stmt = stmt.where(Payment.policy_id == policy_id)
+        rows = (await uow.session.execute(stmt)).all()
+        return [
+            WaitingPayment(
+                payment=_payment_view(payment, "unmatched"),
+                policy_number=number,
+                reasons=list(payment.match_reasons or []),
+            )
+            for payment, number in rows
+        ]
+
+
+async def match_waiting_payment(
+    ctx: ServiceContext, principal: Principal, payment_id: int, *, scheduled_payment_id: int
+) -> BundleResult:
+    """An admin matches a waiting payment to the scheduled payment it settles (R7.6), which bundles it.
+
+    The payment is bundled on the day of matching (R7.1: the attachment letter is generated the day
+    the money is matched with the policy) and causes what any bundled payment does (R4.6, R7.1-R7.4).
+
+    Raises:
+        NotFound: no such payment, or the scheduled payment is not of the payment's policy.
+        Conflict: the payment is already matched (``already_matched``) or the schedule already paid.
+        InvalidInput: the amounts differ.
+        RuleViolation: the policy has ended (R7.3).
+    """
+    today = today_of(ctx)
+    now = ctx.clock.now()
+    async with ctx.uow() as uow:
+        session = uow.session
+        payment = (
+            await session.execute(select(Payment).where(Payment.id == payment_id).with_for_update())
+        ).scalar_one_or_none()
+        if payment is None:
+            raise NotFound("no such payment")
+        if payment.scheduled_payment_id is not None:
+            raise Conflict(f"payment {payment_id} is already matched", code="already_matched")
+        policy = await coverage_repo.get_policy(session, payment.policy_id, for_update=True)
+        assert policy is not None  # foreign key
+        if today > policy.ends_on:
+            raise rule_violation(
+                "R7.3",
+                f"policy {policy.number} ended on {policy.ends_on.isoformat()}: nothing is left to attach or pay for",
+                {"policy_number": policy.number, "ends_on": policy.ends_on.isoformat(), "on": today.isoformat()},
+                code="policy_ended",
+            )
+        schedule_rows = await repo.schedule_with_references(session, policy.id, policy.number)
+        scheduled = await _scheduled_txn(
+            session, policy, money(payment.amount), scheduled_payment_id, None, schedule_rows
+        )
+        if await repo.paid_scheduled_ids(session, [scheduled.id]):
+            raise Conflict(f"scheduled payment {scheduled.id} is already bundled", code="already_bundled")
+        matched = Reason(
+            "R7.6",
+            f"matched by an admin to scheduled payment {scheduled.id}",
+            {"scheduled_payment_id": scheduled.id, "by_staff_id": _staff_id(principal), "on": today.isoformat()},
+        )
+        payment.scheduled_payment_id = scheduled.id
+        payment.bundled_on = today
+        payment.bundled_by_staff_id = _staff_id(principal)
+        payment.match_reasons = [*(payment.match_reasons or []), matched.as_dict()]
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # a concurrent bundling of the same scheduled payment won
+            raise Conflict(f"scheduled payment {scheduled.id} is already bundled", code="already_bundled") from exc
+        result = await _bundled_txn(session, policy, payment, scheduled, schedule_rows, today, principal, now)
+        await audit.record_txn(
+            ctx,
+            session,
+            principal,
+            action="payment.match",
+            resource_type="payment",
+            resource_id=payment.id,
+            patient_id=None,
+        )
+        await uow.commit()
+    return result
 
 
 async def payments_due(

@@ -247,6 +247,7 @@ async def money_and_allowance(session: AsyncSession, policyholder_id: int, month
         .join(Policy, Policy.id == Payment.policy_id)
         .where(
             Policy.policyholder_id == policyholder_id,
+            Payment.scheduled_payment_id.is_not(None),  # a payment waiting to be matched (R7.6) is not bundled
             Payment.bundled_on >= month.first_day,
             Payment.bundled_on <= month.last_day,
         )
