@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Final, cast
 
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.base import UTCDateTime
-from server.db.models import InsuredPerson, RecordChange
+from server.db.models import (
+    Consultation,
+    ImportBatch,
+    InsuredPerson,
+    Policy,
+    Policyholder,
+    PolicyholderDepartment,
+    Program,
+    ProgramClinic,
+    RecordChange,
+)
 
 CHUNK: Final = 5000
 
@@ -240,3 +250,129 @@ async def record_persons_added(
             **{f"p{i}": v for i, v in enumerate(policy_ids)},
         },
     )
+
+
+# --- Reads and small writes of the insured-list import, the coverage end and the change history ---------------
+
+
+async def lock_policyholder(session: AsyncSession, policyholder_id: int) -> Policyholder | None:
+    """The policyholder, its row locked to the end of the transaction (two imports of one client queue)."""
+    return await session.get(Policyholder, policyholder_id, with_for_update=True)
+
+
+async def policyholder_exists(session: AsyncSession, policyholder_id: int) -> bool:
+    """Whether there is such a policyholder."""
+    return await session.get(Policyholder, policyholder_id) is not None
+
+
+async def department_names(session: AsyncSession, policyholder_id: int) -> list[str]:
+    """The policyholder's departments, which an insured list must name."""
+    stmt = select(PolicyholderDepartment.name).where(PolicyholderDepartment.policyholder_id == policyholder_id)
+    return list((await session.scalars(stmt)).all())
+
+
+async def policies_with_programs(session: AsyncSession, policyholder_id: int) -> list[tuple[Policy, Program]]:
+    """The policyholder's policies, each with its program."""
+    stmt = (
+        select(Policy, Program)
+        .join(Program, Program.id == Policy.program_id)
+        .where(Policy.policyholder_id == policyholder_id)
+    )
+    return [(policy, program) for policy, program in (await session.execute(stmt)).all()]
+
+
+async def program_clinic_ids(session: AsyncSession, program_ids: Sequence[int]) -> dict[int, set[int]]:
+    """Each program's clinic list (every given program is a key, possibly with no clinics)."""
+    clinics: dict[int, set[int]] = {program_id: set() for program_id in program_ids}
+    if program_ids:
+        stmt = select(ProgramClinic.program_id, ProgramClinic.clinic_id).where(
+            ProgramClinic.program_id.in_(list(program_ids))
+        )
+        for program_id, clinic_id in (await session.execute(stmt)).all():
+            clinics[program_id].add(clinic_id)
+    return clinics
+
+
+async def existing_policy_numbers(session: AsyncSession, numbers: Sequence[str]) -> list[str]:
+    """Which of these policy numbers exist (of any policyholder)."""
+    if not numbers:
+        return []
+    return list((await session.scalars(select(Policy.number).where(Policy.number.in_(list(numbers))))).all())
+
+
+async def persons_for_export(session: AsyncSession, policyholder_id: int) -> list[tuple[InsuredPerson, str]]:
+    """The policyholder's persons (removed ones too) with their policy number, by name."""
+    stmt = (
+        select(InsuredPerson, Policy.number)
+        .join(Policy, Policy.id == InsuredPerson.policy_id)
+        .where(Policy.policyholder_id == policyholder_id)
+        .order_by(InsuredPerson.full_name, InsuredPerson.id)
+    )
+    return [(person, number) for person, number in (await session.execute(stmt)).all()]
+
+
+async def add_import_batch(session: AsyncSession, batch: ImportBatch) -> int:
+    """Write an import batch and return its id (the changes it makes name it)."""
+    session.add(batch)
+    await session.flush()
+    return batch.id
+
+
+async def due_removals(session: AsyncSession, day: date) -> list[int]:
+    """Persons whose removal date has come by ``day`` and who still have cover."""
+    stmt = select(InsuredPerson.id).where(
+        InsuredPerson.removed_on.is_not(None),
+        InsuredPerson.removed_on <= day,
+        InsuredPerson.is_active.is_(True),
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def claim_coverage_end(session: AsyncSession, person_id: int, now: datetime) -> tuple[str, date | None] | None:
+    """End one person's cover if it is still on: ``(phone, removed_on)``, or None when another run got there first.
+
+    The conditional ``UPDATE`` is the claim: of several processes running the coverage end at once,
+    exactly one sees the row change.
+    """
+    stmt = (
+        update(InsuredPerson)
+        .where(InsuredPerson.id == person_id, InsuredPerson.is_active.is_(True))
+        .values(is_active=False, tokens_valid_after=now)
+        .returning(InsuredPerson.phone, InsuredPerson.removed_on)
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def open_consultation_ids(session: AsyncSession, person_id: int, statuses: Sequence[str]) -> list[int]:
+    """The person's consultations in one of these statuses."""
+    stmt = select(Consultation.id).where(
+        Consultation.insured_person_id == person_id, Consultation.status.in_(list(statuses))
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+def add_change(session: AsyncSession, change: RecordChange) -> None:
+    """Append one change-history row (written with the caller's transaction)."""
+    session.add(change)
+
+
+async def person_changes(session: AsyncSession, person_id: int) -> list[tuple[RecordChange, str | None]]:
+    """Every change to an insured person, oldest first, with the name of the file it came from."""
+    stmt = (
+        select(RecordChange, ImportBatch.file_name)
+        .outerjoin(ImportBatch, ImportBatch.id == RecordChange.import_batch_id)
+        .where(RecordChange.insured_person_id == person_id)
+        .order_by(RecordChange.id)
+    )
+    return [(change, file_name) for change, file_name in (await session.execute(stmt)).all()]
+
+
+async def staff_changes(session: AsyncSession, account_id: int) -> list[RecordChange]:
+    """Every change to a staff account, oldest first."""
+    stmt = (
+        select(RecordChange)
+        .where(RecordChange.entity_type == "staff_account", RecordChange.entity_id == account_id)
+        .order_by(RecordChange.id)
+    )
+    return list((await session.scalars(stmt)).all())

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import AuditEvent, RecordChange
@@ -69,7 +68,8 @@ async def record_txn(
     batch_id: int | None = None,
 ) -> None:
     """One change, in the caller's transaction."""
-    session.add(
+    records_repo.add_change(
+        session,
         RecordChange(
             occurred_at=now,
             actor=actor.key,
@@ -79,7 +79,7 @@ async def record_txn(
             action=action,
             changes=dict(changes),
             import_batch_id=batch_id,
-        )
+        ),
     )
 
 
@@ -156,18 +156,9 @@ class ChangeView:
 
 async def person_history(ctx: ServiceContext, actor: Actor, person_id: int) -> list[ChangeView]:
     """Every change to an insured person, oldest first, with the file it came from (reading it is audited)."""
-    from server.db.models import ImportBatch
-
     now = ctx.clock.now()
     async with ctx.uow() as uow:
-        rows = (
-            await uow.session.execute(
-                select(RecordChange, ImportBatch.file_name)
-                .outerjoin(ImportBatch, ImportBatch.id == RecordChange.import_batch_id)
-                .where(RecordChange.insured_person_id == person_id)
-                .order_by(RecordChange.id)
-            )
-        ).all()
+        rows = await records_repo.person_changes(uow.session, person_id)
         await audit_txn(
             uow.session,
             actor,
@@ -197,13 +188,7 @@ async def person_history(ctx: ServiceContext, actor: Actor, person_id: int) -> l
 async def staff_history(ctx: ServiceContext, account_id: int) -> list[ChangeView]:
     """Every change to a staff account, oldest first."""
     async with ctx.uow() as uow:
-        rows = (
-            await uow.session.scalars(
-                select(RecordChange)
-                .where(RecordChange.entity_type == "staff_account", RecordChange.entity_id == account_id)
-                .order_by(RecordChange.id)
-            )
-        ).all()
+        rows = await records_repo.staff_changes(uow.session, account_id)
         return [
             ChangeView(
                 id=c.id,

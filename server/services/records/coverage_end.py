@@ -13,11 +13,9 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import select, update
-
 from server.channels import EVENT_SESSION_REVOKED, session_channel
-from server.db.models import Consultation, InsuredPerson
 from server.db.repositories import accounts as accounts_repo
+from server.db.repositories import records as records_repo
 from server.domain.errors import DomainError
 from server.services import consultations as consultation_service
 from server.services.context import ServiceContext
@@ -42,29 +40,14 @@ async def end_coverage_due(ctx: ServiceContext, actor: Actor, *, today: date | N
     now = ctx.clock.now()
     day = today or coverage_day(now)
     async with ctx.uow() as uow:
-        due = (
-            await uow.session.scalars(
-                select(InsuredPerson.id).where(
-                    InsuredPerson.removed_on.is_not(None),
-                    InsuredPerson.removed_on <= day,
-                    InsuredPerson.is_active.is_(True),
-                )
-            )
-        ).all()
+        due = await records_repo.due_removals(uow.session, day)
     ended: list[int] = []
     cancelled: list[int] = []
     for person_id in due:
         revoked: list[str] = []
         async with ctx.uow() as uow:
             session = uow.session
-            claimed = (
-                await session.execute(
-                    update(InsuredPerson)
-                    .where(InsuredPerson.id == person_id, InsuredPerson.is_active.is_(True))
-                    .values(is_active=False, tokens_valid_after=now)
-                    .returning(InsuredPerson.id, InsuredPerson.phone, InsuredPerson.removed_on)
-                )
-            ).first()
+            claimed = await records_repo.claim_coverage_end(session, person_id, now)
             if claimed is None:
                 continue
             revoked = await accounts_repo.revoke_subject_sessions(session, "insured", person_id, now, "coverage_ended")
@@ -93,10 +76,10 @@ async def end_coverage_due(ctx: ServiceContext, actor: Actor, *, today: date | N
             await ctx.bus.publish(
                 session_channel(session_id), {"type": EVENT_SESSION_REVOKED, "reason": "coverage_ended"}
             )
-        removed_on = claimed.removed_on
+        phone, removed_on = claimed[0], claimed[1] or day
         cancelled += await _cancel_open_consultations(ctx, person_id, removed_on)
         await ctx.code_sender.send(
-            claimed.phone,
+            phone,
             f"Your VHI cover through your employer ended on {removed_on.strftime('%d.%m.%Y')}. "
             "Your consultation history is kept.",
             now=now,
@@ -121,13 +104,7 @@ async def end_coverage_job(ctx: ServiceContext) -> CoverageEndReport:
 
 async def _cancel_open_consultations(ctx: ServiceContext, person_id: int, removed_on: date) -> list[int]:
     async with ctx.uow() as uow:
-        open_ids = (
-            await uow.session.scalars(
-                select(Consultation.id).where(
-                    Consultation.insured_person_id == person_id, Consultation.status.in_(OPEN_STATUSES)
-                )
-            )
-        ).all()
+        open_ids = await records_repo.open_consultation_ids(uow.session, person_id, OPEN_STATUSES)
     # The patient's own cancellation path: both sides are told (consultation.updated with the reason).
     patient = Principal(
         subject_type="insured",

@@ -15,17 +15,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.db.models import (
     ImportBatch,
-    InsuredPerson,
-    Policy,
-    Policyholder,
-    PolicyholderDepartment,
-    Program,
-    ProgramClinic,
 )
 from server.db.repositories import records as records_repo
 from server.domain.errors import Conflict, DomainError, NotFound
@@ -132,7 +125,7 @@ async def import_insured_list(
         raise _rejected(header_problems, table)
     async with ctx.uow() as uow:
         session = uow.session
-        holder = await session.get(Policyholder, policyholder_id, with_for_update=True)
+        holder = await records_repo.lock_policyholder(session, policyholder_id)
         if holder is None:
             raise NotFound("no such policyholder")
         context = await _context_txn(session, holder.id, table, columns, today)
@@ -172,31 +165,9 @@ def _rejected(problems: Sequence[RowProblem], table: Table) -> ListRejected:
 async def _context_txn(
     session: AsyncSession, holder_id: int, table: Table, columns: dict[str, int], today: date
 ) -> ListContext:
-    departments = frozenset(
-        (
-            await session.scalars(
-                select(PolicyholderDepartment.name).where(PolicyholderDepartment.policyholder_id == holder_id)
-            )
-        ).all()
-    )
-    policy_rows = (
-        await session.execute(
-            select(Policy, Program)
-            .join(Program, Program.id == Policy.program_id)
-            .where(Policy.policyholder_id == holder_id)
-        )
-    ).all()
-    program_ids = {program.id for _, program in policy_rows}
-    clinics: dict[int, set[int]] = {pid: set() for pid in program_ids}
-    if program_ids:
-        for program_id, clinic_id in (
-            await session.execute(
-                select(ProgramClinic.program_id, ProgramClinic.clinic_id).where(
-                    ProgramClinic.program_id.in_(program_ids)
-                )
-            )
-        ).all():
-            clinics[program_id].add(clinic_id)
+    departments = frozenset(await records_repo.department_names(session, holder_id))
+    policy_rows = await records_repo.policies_with_programs(session, holder_id)
+    clinics = await records_repo.program_clinic_ids(session, sorted({program.id for _, program in policy_rows}))
     options = [
         PolicyOption(
             id=policy.id,
@@ -215,9 +186,7 @@ async def _context_txn(
         own = {o.number for o in options}
         named = {row[index].strip() for _, row in table.rows if index < len(row) and row[index].strip()} - own
         if named:
-            others = frozenset(
-                (await session.scalars(select(Policy.number).where(Policy.number.in_(sorted(named))))).all()
-            )
+            others = frozenset(await records_repo.existing_policy_numbers(session, sorted(named)))
     return ListContext(today=today, departments=departments, policies=options, other_policy_numbers=others)
 
 
@@ -250,8 +219,7 @@ async def _apply_txn(
         counts=counts,
         created_at=now,
     )
-    session.add(batch)
-    await session.flush()
+    batch_id = await records_repo.add_import_batch(session, batch)
     changes: list[dict[str, Any]] = []
     if diff.added:
         numbers = await _unique_insured_numbers_txn(session, len(diff.added))
@@ -266,7 +234,7 @@ async def _apply_txn(
             after_id=before,
             occurred_at=now,
             actor=actor.key,
-            batch_id=batch.id,
+            batch_id=batch_id,
         )
     if diff.changed:
         await records_repo.update_persons(
@@ -293,7 +261,7 @@ async def _apply_txn(
                 action="readded" if "removed_on" in c.changes else "changed",
                 changes=diff_json(c.changes),
                 person_id=c.person.id,
-                batch_id=batch.id,
+                batch_id=batch_id,
             )
             for c in diff.changed
         )
@@ -308,15 +276,15 @@ async def _apply_txn(
             action="removed",
             changes={"removed_on": [None, removal.isoformat()]},
             person_id=p.id,
-            batch_id=batch.id,
+            batch_id=batch_id,
         )
         for p in diff.removed
     )
     await record_many_txn(session, changes)
     await audit_txn(
-        session, actor, now, action="insured_list.import", resource_type="import_batch", resource_id=batch.id
+        session, actor, now, action="insured_list.import", resource_type="import_batch", resource_id=batch_id
     )
-    return batch.id
+    return batch_id
 
 
 async def _unique_insured_numbers_txn(session: AsyncSession, count: int) -> list[str]:
@@ -423,16 +391,9 @@ async def export_insured_csv(ctx: ServiceContext, policyholder_id: int) -> bytes
         NotFound: no such policyholder.
     """
     async with ctx.uow() as uow:
-        if await uow.session.get(Policyholder, policyholder_id) is None:
+        if not await records_repo.policyholder_exists(uow.session, policyholder_id):
             raise NotFound("no such policyholder")
-        rows = (
-            await uow.session.execute(
-                select(InsuredPerson, Policy.number)
-                .join(Policy, Policy.id == InsuredPerson.policy_id)
-                .where(Policy.policyholder_id == policyholder_id)
-                .order_by(InsuredPerson.full_name, InsuredPerson.id)
-            )
-        ).all()
+        rows = await records_repo.persons_for_export(uow.session, policyholder_id)
         out = io.StringIO()
         writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
         writer.writerow(EXPORT_COLUMNS)
