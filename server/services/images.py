@@ -56,7 +56,12 @@ class ImagesBusy(Exception):
     """Every decode slot stayed busy for ``DECODE_WAIT_SECONDS``; the caller answers 503 with Retry-After."""
 
 
+LARGE_FULL_DECODE_PIXELS: Final = 4_000_000
+"""A PNG or WebP above this (16 MiB as RGBA, and it is decoded whole) takes the one large slot too:
+two 16-megapixel PNGs at once took the server 342 MiB up (issue 11 item 11)."""
+
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+_large_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
 def decode_slots() -> asyncio.Semaphore:
@@ -68,22 +73,47 @@ def decode_slots() -> asyncio.Semaphore:
     return slots
 
 
+def large_decode_slot() -> asyncio.Semaphore:
+    """This event loop's single slot for large images that cannot be decoded at reduced size."""
+    loop = asyncio.get_running_loop()
+    slot = _large_slots.get(loop)
+    if slot is None:
+        slot = _large_slots[loop] = asyncio.Semaphore(1)
+    return slot
+
+
+def _is_large_full_decode(data: bytes) -> bool:
+    try:
+        facts = read_facts(data)
+    except UnreadableImage:
+        return False  # reencode refuses it without decoding
+    return facts.mime != "image/jpeg" and facts.width * facts.height > LARGE_FULL_DECODE_PIXELS
+
+
 async def reencode_bounded(data: bytes, **kwargs: Any) -> CleanImage:
-    """:func:`reencode` in a worker thread, at most ``DECODE_CONCURRENCY`` at once (bounded memory).
+    """:func:`reencode` in a worker thread, at most ``DECODE_CONCURRENCY`` at once (bounded memory),
+    and a large PNG or WebP (decoded whole) one at a time.
 
     Raises:
         ImagesBusy: no slot came free within ``DECODE_WAIT_SECONDS``.
         UnreadableImage: as :func:`reencode`.
     """
-    slots = decode_slots()
+    slots = [large_decode_slot(), decode_slots()] if _is_large_full_decode(data) else [decode_slots()]
+    taken: list[asyncio.Semaphore] = []
     try:
-        await asyncio.wait_for(slots.acquire(), timeout=DECODE_WAIT_SECONDS)
+        async with asyncio.timeout(DECODE_WAIT_SECONDS):
+            for slot in slots:  # always in this order: no two uploads can wait on each other
+                await slot.acquire()
+                taken.append(slot)
     except TimeoutError:
+        for slot in taken:
+            slot.release()
         raise ImagesBusy("every image decoder is busy") from None
     try:
         return await asyncio.to_thread(reencode, data, **kwargs)
     finally:
-        slots.release()
+        for slot in taken:
+            slot.release()
 
 
 @dataclass(frozen=True, slots=True)

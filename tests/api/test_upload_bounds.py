@@ -152,3 +152,20 @@ def test_a_portrait_jpeg_is_decoded_at_reduced_size_too() -> None:
         clean = images.reencode(data, max_pixels=50_000_000, max_side=2400)
     assert (clean.width, clean.height) == (1800, 2400)
     assert max(w * h for w, h in decoded) <= 2250 * 3000  # never the 27 MP of the full picture
+
+
+async def test_large_pngs_are_decoded_one_at_a_time_small_ones_go_past(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two 16-megapixel PNGs decoded at once took the server 342 MiB up; they now queue for one slot."""
+    monkeypatch.setattr(images, "DECODE_WAIT_SECONDS", 0.2)
+    large = _encoded((2100, 2000), "PNG", "RGBA")
+    small = _encoded((640, 480), "PNG", "RGBA")
+    slot = images.large_decode_slot()
+    await slot.acquire()  # another large PNG is being decoded
+    try:
+        with pytest.raises(images.ImagesBusy):
+            await images.reencode_bounded(large, max_pixels=50_000_000)
+        assert (await images.reencode_bounded(small, max_pixels=50_000_000)).width == 640
+    finally:
+        slot.release()
+    assert images.decode_slots()._value == images.DECODE_CONCURRENCY  # nothing left taken
+    assert (await images.reencode_bounded(large, max_pixels=50_000_000)).width == 2100
