@@ -139,3 +139,21 @@ def factories(
 
 
 LoginAs = Callable[..., Awaitable[dict[str, str]]]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """List refusals a route answered that its OpenAPI entry does not document (issue 11 item 4).
+
+    ``TELEMED_TEST_STRICT_REFUSALS=1`` turns the list into a failure of the run.
+    """
+    import os
+
+    from server.api.endpoints import UNDOCUMENTED_REFUSALS
+
+    if not UNDOCUMENTED_REFUSALS:
+        return
+    terminalreporter.section("refusals missing from the OpenAPI document")
+    for (method, path), statuses in sorted(UNDOCUMENTED_REFUSALS.items()):
+        terminalreporter.write_line(f"{method} {path}: {sorted(statuses)}")
+    if os.environ.get("TELEMED_TEST_STRICT_REFUSALS") == "1":
+        terminalreporter.session.exitstatus = 1

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from server.api.errors import error_response, validation_details
 from server.api.input_guard import parse_id, refuse
-from server.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
+from server.domain.errors import DomainError, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.keys import context_key, principal_key
 from server.services import audit, field_access
 from server.services import auth as auth_service
@@ -53,6 +53,29 @@ class EndpointSpec:
     status: int
     errors: tuple[int, ...] = field(default=())
     content_type: str = "application/json"
+
+    def error_statuses(self) -> frozenset[int]:
+        """Every refusal status the OpenAPI document lists for this route (the one place it is decided).
+
+        The declared ``errors`` (the business-rule refusals of schema-valid input: 404, 409, 422,
+        429, 503 ...), plus 400/422 wherever there is input to validate and 401/403 wherever a role
+        is needed. A refusal outside this set is recorded in ``UNDOCUMENTED_REFUSALS``.
+        """
+        statuses = set(self.errors)
+        if self.body is not None or self.query is not None:
+            statuses |= {400, 422}
+        if "{" in self.path:
+            statuses |= {400, 404}  # an id that is no id, or names nothing (of yours)
+        if self.roles is not None:
+            statuses |= {401, 403}
+        if self.method in ("POST", "PUT", "PATCH") and self.body is not None:
+            statuses.add(413)  # a body over the request size cap
+        return frozenset(statuses)
+
+
+UNDOCUMENTED_REFUSALS: dict[tuple[str, str], set[int]] = {}
+"""Refusals a route answered that its OpenAPI entry does not list: (method, path) -> statuses.
+Tests fail on any (tests/api/test_documented_refusals.py and the session check in conftest)."""
 
 
 def endpoint(
@@ -115,7 +138,13 @@ def endpoint(
                 )
             # Validated values too: a query string's "99999999999999999999" only becomes an int here.
             refuse(kwargs)
-            result = await func(request, **kwargs)
+            try:
+                result = await func(request, **kwargs)
+            except DomainError as exc:
+                if exc.status not in spec.error_statuses():
+                    UNDOCUMENTED_REFUSALS.setdefault((spec.method, spec.path), set()).add(exc.status)
+                    log.warning("undocumented refusal %d on %s %s", exc.status, spec.method, spec.path)
+                raise
             if isinstance(result, web.StreamResponse):
                 return result
             if allowed is not None:

@@ -165,11 +165,8 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
         if spec.response is not None:
             success["content"] = {spec.content_type: {"schema": schemas[(index, "response")]}}
         responses: dict[str, Any] = {str(spec.status): success}
-        errors = set(spec.errors)
-        if spec.body is not None or spec.query is not None:
-            errors |= {400, 422}
+        errors = spec.error_statuses()
         if spec.roles is not None:
-            errors |= {401, 403}
             operation["security"] = [{"bearer": []}]
             operation["x-roles"] = list(spec.roles)
         for status in sorted(errors):
