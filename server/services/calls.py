@@ -146,6 +146,10 @@ class CallService:
                     await session.flush()
                 state, rejoin = rules.join(_state(row), part, leg, now)
                 _store(row, state)
+                # Write the call row before the audit append takes the chain's one lock (shared by every
+                # audited action of every process): the lock is then held only for the head read, the
+                # audit insert and the commit, not for this statement as well.
+                await session.flush()
                 await audit.record_txn(
                     ctx,
                     session,

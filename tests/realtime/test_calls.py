@@ -378,15 +378,24 @@ async def test_an_ended_consultation_stops_relaying_at_once_before_the_database_
 
 
 async def test_a_wrong_announcement_suspends_the_call_only_until_the_database_says_active(
-    client: TestClient, chat_setup: ChatSetup
+    client: TestClient, chat_setup: ChatSetup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fail closed, then recover: the consultation is still active in the database, so the call goes on."""
     from server.realtime.calls import call_relay_key
 
     doctor, doctor_sub, patient, _patient_sub, call_id = await start_call(client, chat_setup)
     relay = client.app[call_relay_key]
+    confirm = relay.store.consultation_active
+    suspended_while_asking: list[bool] = []
+
+    async def watched_confirm(consultation_id: int) -> bool:
+        suspended_while_asking.append(all(leg.suspended for leg in relay.by_call.get(call_id, [])))
+        return await confirm(consultation_id)
+
+    monkeypatch.setattr(relay.store, "consultation_active", watched_confirm)
     await _announce(client, chat_setup.consultation.id, "completed")  # the database still says active
-    await _until(lambda: any(leg.suspended for leg in relay.by_call.get(call_id, [])))
+    await _until(lambda: bool(suspended_while_asking))
+    assert suspended_while_asking == [True] * len(suspended_while_asking)
     await _until(lambda: not any(leg.suspended for leg in relay.by_call.get(call_id, [])))
     assert (await patient.request("call.offer", call_id=call_id, sdp=OFFER))["success"]
     assert (await doctor.event(doctor_sub, "call.description"))["description"]["type"] == "offer"
