@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     # limit (refresh_idle_minutes). Tests set a few seconds.
     ws_idle_seconds: float = Field(default=0, ge=0, le=1800)
     ws_max_connections_per_subject: int = Field(default=5, ge=1, le=100)
+    # A socket's seat lapses this long after its process stops renewing it (a crash); renewed every third.
+    ws_seat_ttl_seconds: float = Field(default=90.0, ge=1, le=3600)
     ws_send_queue_frames: int = Field(default=2048, ge=16, le=100_000)
     ws_messages_per_minute: int = Field(default=100, ge=1, le=10_000_000)  # per socket (checklist B8)
     ws_message_burst: int = Field(default=40, ge=1, le=1_000_000)

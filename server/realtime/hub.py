@@ -34,7 +34,7 @@ from server.channels import (
 from server.domain.errors import Unavailable
 from server.domain.participation import ConsultationAccess, participant_of
 from server.realtime import messages
-from server.realtime.seats import RENEW_EVERY_SECONDS, make_seats
+from server.realtime.seats import make_seats
 from server.services import auth as auth_service
 from server.services import chat
 from server.services import consultation_safety as safety
@@ -228,7 +228,7 @@ class RealtimeHub:
         self._outbox_wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._releases: set[asyncio.Task[None]] = set()
-        self.seats = make_seats(ctx.bus, ctx.settings.redis_prefix)
+        self.seats = make_seats(ctx.bus, ctx.settings.redis_prefix, ttl_ms=int(ctx.settings.ws_seat_ttl_seconds * 1000))
         writer.add_commit_listener(self.on_local_commit)
 
     # -- lifetime -----------------------------------------------------------------------------
@@ -502,7 +502,7 @@ class RealtimeHub:
     async def _seats_loop(self) -> None:
         """Renew this process's socket seats so they outlive the TTL only while the sockets do."""
         while True:
-            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            await asyncio.sleep(self.ctx.settings.ws_seat_ttl_seconds / 3)  # renewed twice before a seat lapses
             try:
                 await self.seats.renew([(c.principal.key, c.seat) for c in self.connections])
             except Exception as exc:

@@ -27,7 +27,7 @@ from server.bus import Bus, RedisBus
 log = logging.getLogger(__name__)
 
 SEAT_TTL_MS: Final = 90_000
-RENEW_EVERY_SECONDS: Final = 30.0
+RENEW_EVERY_SECONDS: Final = SEAT_TTL_MS / 3000  # the hub renews every third of the TTL
 RENEW_PIPELINE: Final = 500
 
 _TAKE: Final = """
@@ -115,10 +115,10 @@ class RedisSeats:
                 await pipe.execute()
 
 
-def make_seats(bus: Bus, prefix: str) -> Seats:
+def make_seats(bus: Bus, prefix: str, *, ttl_ms: int = SEAT_TTL_MS) -> Seats:
     """Redis seats when the bus is Redis (several processes), else local ones."""
     if isinstance(bus, RedisBus):
-        return RedisSeats(bus.client, prefix)
+        return RedisSeats(bus.client, prefix, ttl_ms)
     return LocalSeats()
 
 

@@ -6,6 +6,8 @@ consultation, a private Redis prefix and a data directory (the dev SMS outbox is
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -34,16 +36,24 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster.cleanup()
 
 
+def _private_dir(prefix: str) -> Path:
+    """A directory of our own: pytest's basetemp is shared by every root pytest on this machine, and
+    each session prunes the older ones, so another engineer's run could delete a running test's files."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server() -> Iterator[RedisServer]:
     """A private redis-server on a free port (never the shared 6379)."""
     require_fault_suite()
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    root = _private_dir("telemed-faults-redis-")
+    server = RedisServer(root)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
@@ -63,10 +73,11 @@ class Scene:
 
 
 @pytest.fixture
-async def scene(pg_cluster: PgCluster, redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Scene]:
+async def scene(pg_cluster: PgCluster, redis_server: RedisServer) -> AsyncIterator[Scene]:
     """A fresh migrated database with a patient, a doctor and their active consultation."""
     if redis_server.process is None or redis_server.process.poll() is not None:
         redis_server.start()  # a test that failed while Redis was down
+    root = _private_dir("telemed-faults-scene-")
     url = await new_database(pg_cluster)
     engine = make_engine(url)
     factories = Factories(make_session_factory(engine), FixedClock(datetime.now(UTC)), RecordingSender())
@@ -77,7 +88,7 @@ async def scene(pg_cluster: PgCluster, redis_server: RedisServer, tmp_path: Path
         yield Scene(
             database_url=url,
             redis_prefix=f"faults-{uuid.uuid4().hex[:10]}",
-            data_dir=tmp_path / "data",
+            data_dir=root / "data",
             factories=factories,
             patient_id=patient.id,
             policy_number=await factories.policy_number_of(patient),
@@ -88,3 +99,4 @@ async def scene(pg_cluster: PgCluster, redis_server: RedisServer, tmp_path: Path
         )
     finally:
         await engine.dispose()
+        shutil.rmtree(root, ignore_errors=True)

@@ -340,15 +340,18 @@ class ServerProcess:
         """The end of its log."""
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 40) -> None:
-        """Poll /readyz until it answers 200."""
-        async with asyncio.timeout(timeout):
-            while True:
-                if self.process.poll() is not None:
-                    raise AssertionError(f"server {self.name} exited early:\n{self.log_tail()}")
-                if await readyz(http, self) == 200:
-                    return
-                await asyncio.sleep(0.1)
+    async def wait_ready(self, http: aiohttp.ClientSession, timeout: float = 120) -> None:
+        """Poll /readyz until it answers 200 (the failure carries the last status and the log's end)."""
+        status = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server {self.name} exited early:\n{self.log_tail()}")
+            status = await readyz(http, self)
+            if status == 200:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"server {self.name} not ready after {timeout}s (/readyz {status}):\n{self.log_tail()}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no goodbye to Redis or the sockets."""
@@ -467,14 +470,27 @@ async def patient_token(
     ) as response:
         assert response.status == 200, await response.text()
         challenge = (await response.json())["challenge_id"]
-    outbox = [json.loads(line) for line in (data_dir / "outbox.jsonl").read_text().splitlines()]
-    match = re.search(r"\b(\d{6})\b", outbox[-1]["text"])
-    assert match is not None
+    match = await _code_from_outbox(data_dir / "outbox.jsonl")
     async with http.post(
         server.url + "/api/auth/policy/verify", json={"challenge_id": challenge, "code": match.group(1)}
     ) as response:
         assert response.status == 200, await response.text()
         return str((await response.json())["access_token"])
+
+
+async def _code_from_outbox(path: Path, timeout: float = 15) -> re.Match[str]:
+    """The newest code in the dev outbox; codes are sent from a queue after the answer, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            lines = path.read_text().splitlines()
+            if lines:
+                match = re.search(r"\b(\d{6})\b", json.loads(lines[-1])["text"])
+                if match is not None:
+                    return match
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no code in {path} after {timeout}s")
+        await asyncio.sleep(0.1)
 
 
 async def staff_token(http: aiohttp.ClientSession, server: ServerProcess, username: str, password: str) -> str:

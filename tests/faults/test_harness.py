@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 import redis.asyncio as redis_asyncio
 
 from tests.faults.conftest import Scene
 from tests.faults.harness import PgCluster, RedisServer, ServerProcess, SilentProxy, readyz, server_env, servers
+
+# Two server processes start in about 5 s on an idle machine, over 30 s on this shared one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 
 async def test_the_suite_runs_its_own_postgres_and_redis_and_a_server_on_them(

@@ -14,6 +14,7 @@ import asyncio
 import time
 
 import aiohttp
+import pytest
 from sqlalchemy import func, select
 
 from server.db.models import Consultation, ConsultationMessage
@@ -33,6 +34,9 @@ from tests.faults.harness import (
     servers,
     staff_token,
 )
+
+# Two server processes start in about 5 s on an idle machine, over 30 s on this shared one.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360)]
 
 SILENCE = 2.0  # the bus's silence limit in these servers (production: 5 s); everything else as in production
 READINESS_LIMIT = 2.0
