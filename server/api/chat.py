@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Final
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -13,7 +12,6 @@ from server.domain import chat as rules
 from server.domain.errors import DomainError, InvalidInput
 from server.keys import chat_writer_key, context_key
 from server.services import chat
-from server.services.chat import ChatMessage
 from server.services.identity import ROLE_DOCTOR, ROLE_INSURED
 
 routes = web.RouteTableDef()
@@ -30,36 +28,11 @@ class PayloadTooLarge(DomainError):
     status = 413
 
 
-class MessagePublic(ApiModel):
-    """A chat message as stored."""
-
-    type: str = "chat.message"
-    consultation_id: int
-    seq: int
-    id: int
-    sender: str
-    sender_role: str
-    client_message_id: str
-    kind: str
-    text: str
-    attachment_id: int | None
-    created_at: datetime
-
-
 class HistoryQuery(ApiModel):
     """Resume cursor and page size."""
 
     after_seq: int = Field(default=0, ge=0)
     limit: int = Field(default=100, ge=1, le=chat.HISTORY_PAGE_MAX)
-
-
-class HistoryResponse(ApiModel):
-    """A page of messages after ``after_seq``; ask again from the last ``seq`` while ``has_more``."""
-
-    consultation_id: int
-    messages: list[MessagePublic]
-    last_seq: int
-    has_more: bool
 
 
 class MessageCreate(ApiModel):
@@ -70,34 +43,6 @@ class MessageCreate(ApiModel):
     attachment_id: int | None = Field(default=None, ge=1)
 
 
-class MessagePosted(ApiModel):
-    """The stored message; ``duplicate`` is true when this ``client_message_id`` was sent before."""
-
-    consultation_id: int
-    seq: int
-    id: int
-    client_message_id: str
-    created_at: datetime
-    duplicate: bool
-    message: MessagePublic
-
-
-class AttachmentPublic(ApiModel):
-    """An uploaded image as stored (re-encoded without metadata), to be referenced by a message's ``attachment_id``."""
-
-    attachment_id: int
-    consultation_id: int
-    mime: str
-    size_bytes: int
-    sha256: str
-    width: int
-    height: int
-
-
-def _public(message: ChatMessage) -> MessagePublic:
-    return MessagePublic.model_validate(message.as_event())
-
-
 @endpoint(
     routes,
     "GET",
@@ -106,10 +51,10 @@ def _public(message: ChatMessage) -> MessagePublic:
     tags=["chat"],
     roles=CHAT_ROLES,
     query=HistoryQuery,
-    response=HistoryResponse,
+    response=chat.HistoryPage,
     errors=[404],
 )
-async def get_messages(request: web.Request, query: HistoryQuery) -> HistoryResponse:
+async def get_messages(request: web.Request, query: HistoryQuery) -> chat.HistoryPage:
     """Everything after ``after_seq``, in order; the same stream the socket replays."""
     consultation_id = path_int(request, "consultation_id")
     page = await chat.history(
@@ -119,12 +64,7 @@ async def get_messages(request: web.Request, query: HistoryQuery) -> HistoryResp
         after_seq=query.after_seq,
         limit=query.limit,
     )
-    return HistoryResponse(
-        consultation_id=consultation_id,
-        messages=[_public(message) for message in page.messages],
-        last_seq=page.last_seq,
-        has_more=page.has_more,
-    )
+    return chat.HistoryPage.of(consultation_id, page)
 
 
 @endpoint(
@@ -135,7 +75,7 @@ async def get_messages(request: web.Request, query: HistoryQuery) -> HistoryResp
     tags=["chat"],
     roles=CHAT_ROLES,
     body=MessageCreate,
-    response=MessagePosted,
+    response=chat.MessagePosted,
     status=201,
     errors=[404, 409, 503],
 )
@@ -145,16 +85,7 @@ async def post_message(request: web.Request, body: MessageCreate) -> web.Respons
     draft = chat.make_draft(consultation_id, body.client_message_id, body.text, body.attachment_id)
     ctx = request.app[context_key]
     posted = await chat.post_message(ctx, request.app[chat_writer_key], current_principal(request), draft)
-    message = posted.message
-    response = MessagePosted(
-        consultation_id=consultation_id,
-        seq=message.seq,
-        id=message.id,
-        client_message_id=message.client_message_id,
-        created_at=message.created_at,
-        duplicate=posted.duplicate,
-        message=_public(message),
-    )
+    response = chat.MessagePosted.of(consultation_id, posted)
     return web.json_response(to_jsonable(response), status=200 if posted.duplicate else 201)
 
 
@@ -165,11 +96,11 @@ async def post_message(request: web.Request, body: MessageCreate) -> web.Respons
     summary="Upload an image (JPEG, PNG or WebP, at most 5 MiB) as multipart field 'file'",
     tags=["chat"],
     roles=CHAT_ROLES,
-    response=AttachmentPublic,
+    response=chat.AttachmentInfo,
     status=201,
     errors=[400, 404, 409, 413],
 )
-async def upload_attachment(request: web.Request) -> AttachmentPublic:
+async def upload_attachment(request: web.Request) -> chat.AttachmentInfo:
     """The real type is sniffed from the content; the name and the declared type are not trusted."""
     consultation_id = path_int(request, "consultation_id")
     ctx = request.app[context_key]
@@ -196,16 +127,7 @@ async def upload_attachment(request: web.Request) -> AttachmentPublic:
         break
     if data is None:
         raise InvalidInput(f"no multipart field '{UPLOAD_FIELD}' in the upload", code="missing_file")
-    info = await chat.save_attachment(ctx, principal, consultation_id, data, declared)
-    return AttachmentPublic(
-        attachment_id=info.id,
-        consultation_id=info.consultation_id,
-        mime=info.mime,
-        size_bytes=info.size_bytes,
-        sha256=info.sha256,
-        width=info.width,
-        height=info.height,
-    )
+    return await chat.save_attachment(ctx, principal, consultation_id, data, declared)
 
 
 def _too_large() -> PayloadTooLarge:

@@ -27,8 +27,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+from pydantic import WithJsonSchema
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from server.channels import (
@@ -202,6 +203,93 @@ class History:
     has_more: bool
 
 
+def _message_schema() -> dict[str, Any]:
+    """The schema of a message as the HTTP routes give it (the socket's ``chat.message`` event)."""
+    text, integer = {"type": "string"}, {"type": "integer"}
+    return {
+        "title": "ChatMessage",
+        "description": "A chat message as stored.",
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "default": EVENT_CHAT_MESSAGE},
+            "consultation_id": integer,
+            "seq": integer,
+            "id": integer,
+            "sender": text,
+            "sender_role": text,
+            "client_message_id": text,
+            "kind": text,
+            "text": text,
+            "attachment_id": {"anyOf": [integer, {"type": "null"}]},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+        "required": [
+            "consultation_id",
+            "seq",
+            "id",
+            "sender",
+            "sender_role",
+            "client_message_id",
+            "kind",
+            "text",
+            "attachment_id",
+            "created_at",
+        ],
+        "additionalProperties": False,
+    }
+
+
+# A message in an HTTP answer: ``as_event()`` with ``created_at`` as a time (serialised like every view's).
+MessageJson = Annotated[dict[str, Any], WithJsonSchema(_message_schema())]
+
+
+def message_json(message: ChatMessage) -> dict[str, Any]:
+    """The message as the HTTP routes give it."""
+    return {**message.as_event(), "created_at": message.created_at}
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """A page of messages after ``after_seq``; ask again from the last ``seq`` while ``has_more``."""
+
+    consultation_id: int
+    messages: list[MessageJson]
+    last_seq: int
+    has_more: bool
+
+    @classmethod
+    def of(cls, consultation_id: int, page: History) -> HistoryPage:
+        """The HTTP page of a history read."""
+        return cls(consultation_id, [message_json(m) for m in page.messages], page.last_seq, page.has_more)
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePosted:
+    """The stored message; ``duplicate`` is true when this ``client_message_id`` was sent before."""
+
+    consultation_id: int
+    seq: int
+    id: int
+    client_message_id: str
+    created_at: datetime
+    duplicate: bool
+    message: MessageJson
+
+    @classmethod
+    def of(cls, consultation_id: int, posted: PostedMessage) -> MessagePosted:
+        """The HTTP answer to a send."""
+        message = posted.message
+        return cls(
+            consultation_id,
+            message.seq,
+            message.id,
+            message.client_message_id,
+            message.created_at,
+            posted.duplicate,
+            message_json(message),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Transcript:
     """What a subscriber learns when it opens a consultation's chat."""
@@ -212,9 +300,10 @@ class Transcript:
 
 @dataclass(frozen=True, slots=True)
 class AttachmentInfo:
-    """A stored image attachment."""
+    """An uploaded image as stored (re-encoded without metadata), to be referenced by a message's
+    ``attachment_id``."""
 
-    id: int
+    attachment_id: int
     consultation_id: int
     mime: str
     size_bytes: int
