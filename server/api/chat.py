@@ -98,7 +98,7 @@ async def post_message(request: web.Request, body: MessageCreate) -> web.Respons
     roles=CHAT_ROLES,
     response=chat.AttachmentInfo,
     status=201,
-    errors=[400, 404, 409, 413],
+    errors=[400, 404, 409, 413, 503],
 )
 async def upload_attachment(request: web.Request) -> chat.AttachmentInfo:
     """The real type is sniffed from the content; the name and the declared type are not trusted."""
