@@ -67,7 +67,7 @@ async def run(args: argparse.Namespace) -> None:
     from server.config import Settings, normalize_database_url
     from server.db.migrate import upgrade
     from server.domain.insured_list import normalise_phone
-    from server.domain.insured_number import new_insured_number
+    from server.domain.insured_number import new_insured_numbers
     from server.domain.records import Installment, ProgramTerms
     from server.services.records import insured_lists, reference
     from server.services.records.changes import Actor
@@ -143,9 +143,9 @@ async def run(args: argparse.Namespace) -> None:
                 True,
                 date(2026, 2, 1),
                 now,
-                new_insured_number(),
+                number,
             )
-            for n, b, p, c, d in rows
+            for (n, b, p, c, d), number in zip(rows, new_insured_numbers(len(rows)), strict=True)
         ]
         connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
         try:

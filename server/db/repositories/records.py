@@ -19,6 +19,7 @@ from server.db.base import UTCDateTime
 from server.db.models import (
     Consultation,
     ImportBatch,
+    ImportedPaymentReference,
     InsuredPerson,
     Policy,
     Policyholder,
@@ -376,3 +377,26 @@ async def staff_changes(session: AsyncSession, account_id: int) -> list[RecordCh
         .order_by(RecordChange.id)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def policies_by_number(session: AsyncSession, numbers: Sequence[str]) -> dict[str, Policy]:
+    """The policies with these numbers, by number (a payments file names them)."""
+    if not numbers:
+        return {}
+    stmt = select(Policy).where(Policy.number.in_(list(numbers)))
+    return {policy.number: policy for policy in (await session.scalars(stmt)).all()}
+
+
+async def loaded_payment_references(session: AsyncSession, references: Sequence[str]) -> set[str]:
+    """Which of these payment references were loaded before (a file loaded twice bundles once)."""
+    if not references:
+        return set()
+    stmt = select(ImportedPaymentReference.reference).where(ImportedPaymentReference.reference.in_(list(references)))
+    return set((await session.scalars(stmt)).all())
+
+
+def add_payment_references(session: AsyncSession, batch_id: int, bundled: Sequence[tuple[str, int]]) -> None:
+    """Remember each bundled payment's reference, with the batch it came in."""
+    session.add_all(
+        [ImportedPaymentReference(reference=ref, payment_id=pid, import_batch_id=batch_id) for ref, pid in bundled]
+    )

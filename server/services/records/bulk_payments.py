@@ -13,9 +13,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import select
-
-from server.db.models import ImportBatch, ImportedPaymentReference, Policy
+from server.db.models import ImportBatch
+from server.db.repositories import records as records_repo
 from server.domain.errors import DomainError
 from server.domain.insured_list import RowProblem
 from server.domain.payment_list import map_payment_header, validate_payment_rows
@@ -86,25 +85,8 @@ async def import_payments(
     async with ctx.uow() as uow:
         session = uow.session
         numbers = sorted({e.policy_number for e in entries})
-        policies = (
-            {p.number: p for p in (await session.scalars(select(Policy).where(Policy.number.in_(numbers)))).all()}
-            if numbers
-            else {}
-        )
-        references = [e.reference for e in entries]
-        loaded = (
-            set(
-                (
-                    await session.scalars(
-                        select(ImportedPaymentReference.reference).where(
-                            ImportedPaymentReference.reference.in_(references)
-                        )
-                    )
-                ).all()
-            )
-            if references
-            else set()
-        )
+        policies = await records_repo.policies_by_number(session, numbers)
+        loaded = await records_repo.loaded_payment_references(session, [e.reference for e in entries])
         bundled: list[tuple[str, int]] = []
         for entry in entries:
             base: dict[str, Any] = dict(
@@ -161,15 +143,8 @@ async def import_payments(
                 counts=counts,
                 created_at=now,
             )
-            session.add(batch)
-            await session.flush()
-            batch_id = batch.id
-            session.add_all(
-                [
-                    ImportedPaymentReference(reference=ref, payment_id=pid, import_batch_id=batch.id)
-                    for ref, pid in bundled
-                ]
-            )
+            batch_id = await records_repo.add_import_batch(session, batch)
+            records_repo.add_payment_references(session, batch_id, bundled)
             for line in lines:
                 if line.payment_id is not None:
                     changes.append(
