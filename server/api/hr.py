@@ -12,10 +12,12 @@ import asyncio
 from aiohttp import web
 from pydantic import Field
 
-from server.api.endpoints import ApiModel, current_principal, endpoint
+from server.api.endpoints import ApiModel, current_principal, endpoint, path_int
 from server.background import periodic_job_ctx
 from server.keys import context_key
 from server.services import hr as service
+from server.services import program_signing as signing
+from server.services.dispatch_views import ApplicationView
 from server.services.hr_passport import passport_pdf
 from server.services.identity import ROLE_HR
 
@@ -176,6 +178,62 @@ async def hr_passport(request: web.Request, query: HrMonthQuery) -> web.Response
 async def hr_account_manager(request: web.Request) -> service.HrAccountManagerView:
     """Contacts of the account manager."""
     return await service.account_manager(request.app[context_key], current_principal(request))
+
+
+class RefuseBody(ApiModel):
+    """Why the employer does not sign (shown to the employee)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@endpoint(
+    routes,
+    "GET",
+    "/api/hr/service-type-applications",
+    summary="My company's employees' applications to switch to registry waiting for my approval and signature (R4.2)",
+    tags=TAGS,
+    roles=ROLES,
+    response=list[ApplicationView],
+)
+async def hr_pending_applications(request: web.Request) -> list[ApplicationView]:
+    """Only the HR user's own policyholder's applications; the read is audited."""
+    return await signing.pending_applications(request.app[context_key], current_principal(request))
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/hr/service-type-applications/{application_id}/approve",
+    summary="Approve and sign an employee's application (R4.2): the additional agreement (R4.3) is drawn up and "
+    "the additional premium goes on the employer's schedule (R4.4, R4.5)",
+    tags=TAGS,
+    roles=ROLES,
+    response=ApplicationView,
+    errors=[404, 409],
+)
+async def hr_approve_application(request: web.Request) -> ApplicationView:
+    """Checked again on the day of signing; a switch no longer allowed is 422 with its rule and rejected."""
+    return await signing.approve_application(
+        request.app[context_key], current_principal(request), path_int(request, "application_id")
+    )
+
+
+@endpoint(
+    routes,
+    "POST",
+    "/api/hr/service-type-applications/{application_id}/refuse",
+    summary="Refuse to sign an employee's application (R4.2), with the reason the employee sees; nothing is charged",
+    tags=TAGS,
+    roles=ROLES,
+    body=RefuseBody,
+    response=ApplicationView,
+    errors=[404, 409],
+)
+async def hr_refuse_application(request: web.Request, body: RefuseBody) -> ApplicationView:
+    """Another company's application is 404; one not waiting is 409."""
+    return await signing.refuse_application(
+        request.app[context_key], current_principal(request), path_int(request, "application_id"), body.reason
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -6,14 +6,21 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.db.models import AdditionalAgreement, AttachmentLetter, Clinic, ProgramChangeApplication, ScheduledPayment
+from server.db.models import (
+    AdditionalAgreement,
+    AttachmentLetter,
+    Clinic,
+    Policyholder,
+    ProgramChangeApplication,
+    ScheduledPayment,
+)
 from server.db.repositories import coverage as coverage_repo
 from server.db.repositories import dispatch as repo
 from server.db.uow import UnitOfWork
@@ -26,7 +33,12 @@ from server.domain.coverage_types import ServiceType, parse_service_type
 from server.domain.decisions import Reason
 from server.domain.errors import Conflict, NotFound, RuleViolation
 from server.domain.letters import format_number
-from server.domain.service_type import check_service_type_change, money_text, plan_additional_agreement
+from server.domain.service_type import (
+    AdditionalAgreementPlan,
+    check_service_type_change,
+    money_text,
+    plan_additional_agreement,
+)
 from server.services import audit
 from server.services.context import ServiceContext
 from server.services.coverage_facts import (
@@ -183,56 +195,48 @@ async def request_service_type_change(
             except RuleViolation as exc:
                 refusal = RuleViolation(exc.message, code="change_refused", reasons=exc.reasons)
             else:
+                holder = await session.get(Policyholder, records.policy.policyholder_id)
+                corporate = holder is not None and holder.kind == "corporate"
+                reasons = list(plan.reasons)
+                if corporate:
+                    # R4.2: the employer is the policyholder: the employee asks, HR approves and signs.
+                    reasons.append(
+                        Reason(
+                            "R4.2",
+                            "the policy is corporate: the application waits for the employer's HR to approve and "
+                            "sign it; the agreement and the additional premium on the employer's schedule follow",
+                            {"policyholder_id": records.policy.policyholder_id},
+                        )
+                    )
                 application = ProgramChangeApplication(
                     insured_person_id=person.id,
                     policy_id=records.policy.id,
                     clinic_id=clinic.id,
-                    status="agreement_issued",
+                    status="submitted" if corporate else "agreement_issued",
                     additional_premium=plan.premium,
                     pending_key=person.id,
                     created_at=now,
-                    reasons=reasons_json(plan.reasons),
+                    reasons=reasons_json(reasons),
                 )
                 session.add(application)
                 try:
                     await session.flush()
                 except IntegrityError as exc:
                     raise _conflict_in_flight(None) from exc
-                seq = await repo.next_document_seq_txn(
-                    session, AdditionalAgreement.number, AGREEMENT_PREFIX, today.year
-                )
-                agreement = AdditionalAgreement(
-                    number=format_number(AGREEMENT_PREFIX, today.year, seq),
-                    application_id=application.id,
-                    policy_id=records.policy.id,
-                    premium=plan.premium,
-                    agreed_on=today,
-                    created_at=now,
-                )
-                session.add(agreement)
-                await session.flush()
-                schedule = [
-                    ScheduledPayment(
-                        policy_id=records.policy.id,
-                        due_on=payment.due_on,
-                        amount=payment.amount,
-                        purpose="additional_premium",
-                        additional_agreement_id=agreement.id,
-                    )
-                    for payment in plan.schedule
-                ]
-                session.add_all(schedule)
-                await session.flush()
+                agreement: AdditionalAgreement | None = None
+                schedule: list[ScheduledPayment] = []
+                if not corporate:
+                    agreement, schedule = await issue_agreement_txn(session, application, plan, today, now)
                 record_decision_txn(
                     session,
                     person_id=person.id,
                     kind="service_type_change",
                     allowed=True,
-                    reasons=plan.reasons,
+                    reasons=reasons,
                     subject={
                         **subject,
                         "application_id": application.id,
-                        "agreement_number": agreement.number,
+                        "agreement_number": agreement.number if agreement else None,
                         "additional_premium": str(plan.premium),
                         "effective": False,
                     },
@@ -255,13 +259,48 @@ async def request_service_type_change(
                     attached_clinic=current,
                     effective=False,
                     application=application_view(application, clinic, agreement, schedule, set()),
-                    reasons=reasons_json(plan.reasons),
+                    reasons=reasons_json(reasons),
                 )
     assert refusal is not None
     await record_refusal(
         ctx, principal, person_id=principal.subject_id, kind="service_type_change", error=refusal, subject=subject
     )
     raise refusal
+
+
+async def issue_agreement_txn(
+    session: AsyncSession,
+    application: ProgramChangeApplication,
+    plan: AdditionalAgreementPlan,
+    today: date,
+    now: datetime,
+) -> tuple[AdditionalAgreement, list[ScheduledPayment]]:
+    """The additional agreement (R4.3) and its premium schedule on the policy's schedule (R4.4, R4.5)."""
+    seq = await repo.next_document_seq_txn(session, AdditionalAgreement.number, AGREEMENT_PREFIX, today.year)
+    agreement = AdditionalAgreement(
+        number=format_number(AGREEMENT_PREFIX, today.year, seq),
+        application_id=application.id,
+        policy_id=application.policy_id,
+        premium=plan.premium,
+        agreed_on=today,
+        created_at=now,
+    )
+    session.add(agreement)
+    await session.flush()
+    schedule = [
+        ScheduledPayment(
+            policy_id=application.policy_id,
+            due_on=payment.due_on,
+            amount=payment.amount,
+            purpose="additional_premium",
+            additional_agreement_id=agreement.id,
+        )
+        for payment in plan.schedule
+    ]
+    session.add_all(schedule)
+    await session.flush()
+    application.status = "agreement_issued"
+    return agreement, schedule
 
 
 async def _replace_clinic_txn(

@@ -52,8 +52,13 @@ async def build_world(
     program_overrides: dict[str, Any] | None = None,
     person_overrides: dict[str, Any] | None = None,
     policy: dict[str, Any] | None = None,
+    policyholder_kind: str = "individual",
 ) -> World:
-    """A category-2 program with every component and registry offered, its clinics, one dispatcher person."""
+    """A category-2 program with every component and registry offered, its clinics, one dispatcher person.
+
+    The policy is an individual one by default, so the insured person signs their own application
+    (R4.2); a corporate one (``policyholder_kind="corporate"``) needs the employer's HR to sign.
+    """
     program = await factories.program(**(program_overrides or {}))
     basic = await factories.program(
         name="Basic",
@@ -71,7 +76,11 @@ async def build_world(
     cat3 = await factories.clinic(programs=[program, basic], name="Clinic Budget", price_category=3)
     off_list = await factories.clinic(name="Clinic Elsewhere")
     policy_row = await factories.policy(
-        program=program, payment_mode=payment_mode, installments=installments, **(policy or {})
+        program=program,
+        payment_mode=payment_mode,
+        installments=installments,
+        policyholder=await factories.policyholder(kind=policyholder_kind),
+        **(policy or {}),
     )
     person = await factories.insured(policy=policy_row, **(person_overrides or {}))
     dispatcher = await factories.staff("dispatcher")
