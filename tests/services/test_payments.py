@@ -43,7 +43,12 @@ async def test_registry_takes_effect_only_with_the_first_additional_payment_r4_6
     """12000.01 over three dates: 4000.01 first (it carries the leftover kopeck), then 4000.00 twice."""
     program = await factories.program(tariff_dispatcher=Decimal("40000.00"), tariff_registry=Decimal("52000.01"))
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, payment_mode="installments", installments=QUARTERLY)
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        payment_mode="installments",
+        installments=QUARTERLY,
+    )
     person = await factories.insured(policy=policy)
     change = await program_change.request_service_type_change(
         ctx, principal("insured", person.id), service_type="registry", clinic_id=clinic.id
@@ -88,7 +93,7 @@ async def test_the_system_can_bundle_inside_a_transaction(
     """``bundle_payment_txn`` without a principal (the demo seed): decisions are recorded as the system's."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program)
+    policy = await factories.policy(policyholder=await factories.policyholder(kind="individual"), program=program)
     await factories.insured(policy=policy, service_type="registry", attached_clinic_id=clinic.id)
     async with session_factory() as session:
         scheduled = (await session.execute(select(ScheduledPayment))).scalar_one()
@@ -115,7 +120,12 @@ async def test_next_installment_renews_a_lapsed_attachment_r7_4(
     """R7.4: unpaid, the attachment ends at the due date; the late payment attaches again from its send day."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, payment_mode="installments", installments=QUARTERLY)
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        payment_mode="installments",
+        installments=QUARTERLY,
+    )
     await factories.insured(policy=policy, service_type="registry", attached_clinic_id=clinic.id)
     admin = principal("admin", (await factories.staff("admin")).id)
     async with session_factory() as session:
@@ -153,7 +163,12 @@ async def test_late_earlier_installment_does_not_attach_while_a_later_one_is_unp
     """Item 2: Q2 paid on 07-05 while Q3 (due 07-01) is unpaid: no letter, and the refusal names Q3."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, payment_mode="installments", installments=QUARTERLY)
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        payment_mode="installments",
+        installments=QUARTERLY,
+    )
     person = await factories.insured(policy=policy, service_type="registry", attached_clinic_id=clinic.id)
     admin = principal("admin", (await factories.staff("admin")).id)
     async with session_factory() as session:
@@ -205,7 +220,12 @@ async def test_two_payments_on_one_day_give_one_attachment_letter_R7_6(
     """Item 14: the Q3 premium and the additional premium bundled the same day make one letter, not two."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, payment_mode="installments", installments=QUARTERLY)
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        payment_mode="installments",
+        installments=QUARTERLY,
+    )
     person = await factories.insured(policy=policy)
     admin = principal("admin", (await factories.staff("admin")).id)
     await pay_premiums_due(ctx, admin, policy.id, date(2026, 6, 10))
@@ -240,7 +260,7 @@ async def test_payment_matched_by_its_reference_not_by_its_amount_R7_6(
     """Item 11: two persons owe the same additional premium; a bare amount is refused, a reference decides."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program)
+    policy = await factories.policy(policyholder=await factories.policyholder(kind="individual"), program=program)
     first_person = await factories.insured(policy=policy)
     second_person = await factories.insured(policy=policy)
     admin = principal("admin", (await factories.staff("admin")).id)

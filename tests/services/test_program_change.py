@@ -28,7 +28,12 @@ async def test_registry_chosen_before_the_policy_starts_is_priced_and_attaches_w
     the letter follows the payment of the difference."""
     program = await factories.program(tariff_dispatcher=Decimal("40000.00"), tariff_registry=Decimal("52000.00"))
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, starts_on=date(2026, 7, 1), ends_on=date(2027, 6, 30))
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        starts_on=date(2026, 7, 1),
+        ends_on=date(2027, 6, 30),
+    )
     person = await factories.insured(policy=policy)
     admin = principal("admin", (await factories.staff("admin")).id)
     lump = next(r for r in await payments.payments_due(ctx, policy_id=policy.id) if r.purpose == "premium")
@@ -61,7 +66,7 @@ async def test_attached_clinic_that_left_the_program_is_replaced_with_the_paid_t
     program = await factories.program()
     leaving = await factories.clinic(programs=[program])
     staying = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program)
+    policy = await factories.policy(policyholder=await factories.policyholder(kind="individual"), program=program)
     person = await factories.insured(policy=policy, service_type="registry", attached_clinic_id=leaving.id)
     admin = principal("admin", (await factories.staff("admin")).id)
     lump = next(r for r in await payments.payments_due(ctx, policy_id=policy.id) if r.purpose == "premium")
@@ -95,7 +100,12 @@ async def test_attached_clinic_that_left_the_program_is_replaced_with_the_paid_t
 async def test_after_the_policy_ends_nothing_changes_r1_4(ctx: ServiceContext, factories: Factories) -> None:
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    policy = await factories.policy(program=program, starts_on=date(2025, 1, 1), ends_on=date(2025, 12, 31))
+    policy = await factories.policy(
+        policyholder=await factories.policyholder(kind="individual"),
+        program=program,
+        starts_on=date(2025, 1, 1),
+        ends_on=date(2025, 12, 31),
+    )
     person = await factories.insured(policy=policy)
     with pytest.raises(RuleViolation) as refused:
         await service.request_service_type_change(
@@ -110,7 +120,9 @@ async def test_pending_key_allows_one_application_in_flight_per_person(
     """The unique ``pending_key`` is what turns a concurrent double submission into a 409."""
     program = await factories.program()
     clinic = await factories.clinic(programs=[program])
-    person = await factories.insured(policy=await factories.policy(program=program))
+    person = await factories.insured(
+        policy=await factories.policy(policyholder=await factories.policyholder(kind="individual"), program=program)
+    )
     await service.request_service_type_change(
         ctx, principal("insured", person.id), service_type="registry", clinic_id=clinic.id
     )
@@ -140,7 +152,9 @@ async def test_printed_application_escapes_every_value(ctx: ServiceContext, fact
     """R4.2: the printed application names exactly one clinic; hostile names stay text."""
     program = await factories.program(name="<script>alert(1)</script>")
     clinic = await factories.clinic(programs=[program], name='Clinic "A" & <i>B</i>')
-    person = await factories.insured(policy=await factories.policy(program=program))
+    person = await factories.insured(
+        policy=await factories.policy(policyholder=await factories.policyholder(kind="individual"), program=program)
+    )
     me = principal("insured", person.id)
     change = await service.request_service_type_change(ctx, me, service_type="registry", clinic_id=clinic.id)
     assert change.application is not None
