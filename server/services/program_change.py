@@ -91,7 +91,9 @@ async def request_service_type_change(
 
     During the policy, dispatcher -> registry produces the R4.2 application naming one clinic, the
     additional agreement (R4.3) and its premium schedule (R4.4, R4.5); the change takes effect when
-    the first additional payment is bundled (R4.6). Before the policy starts the type is simply
+    the first additional payment is bundled (R4.6). On a corporate policy the employee only asks: the
+    application waits, without agreement or schedule, for HR of the policyholder to approve and sign
+    it (R4.2, ``program_signing``). Before the policy starts the type is simply
     chosen (R1.4). A concurrent double submission gets 409: the person's row is locked, and the
     unique ``pending_key`` refuses a second application in flight even without the lock.
 
