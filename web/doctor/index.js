@@ -254,17 +254,17 @@ function ConsultationView({ id }) {
     <p><a href=${href("/doctor")}>← ${t("d.backToQueue")}</a></p>
     <h1>${t("d.consultation", { id: c.id })} <${Badge} kind=${c.status === "active" ? "ok" : "neutral"}>${t("status." + c.status)}</${Badge}></h1>
     <p class="prewrap"><strong>${t("d.complaints")}:</strong> ${c.complaints}</p>
-    <div class="split">
-      <div class="stack">
-        <${PatientCard} id=${id} />
-        ${c.status === "active" && html`<${CompleteForm} id=${id} onDone=${load} />`}
-        ${c.summary && html`<${Notice}>${t("d.completed", { code: c.summary.icd10_code })}</${Notice}>`}
-      </div>
-      <div class="stack">
+    <div class="consult">
+      <div class="stack consult-card"><${PatientCard} id=${id} /></div>
+      <div class="stack consult-talk" data-testid="consult-talk">
         ${c.status === "active" && html`<${CallPanel} consultationId=${c.id} channel=${c.channel} canStart=${true} />`}
         <${Chat} consultationId=${c.id} me="doctor" title=${t("chat.titleDoctor")} canWrite=${c.status === "active"}
           onConsultationEvent=${(e) => e.type !== "call.ringing" && load()} />
       </div>
+      ${(c.status === "active" || c.summary) && html`<div class="stack consult-close" data-testid="consult-close">
+        ${c.status === "active" && html`<${CompleteForm} id=${id} onDone=${load} />`}
+        ${c.summary && html`<${Notice}>${t("d.completed", { code: c.summary.icd10_code })}</${Notice}>`}
+      </div>`}
     </div>
   </div>`;
 }

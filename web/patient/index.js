@@ -15,6 +15,9 @@ import { alertUser, askNotificationPermission, notificationPermission, unlockSou
 import messages from "./messages.js";
 
 const OPEN = ["queued", "offered", "active"];
+// The request can be withdrawn from the page only while it waits; once a doctor holds it, it is
+// the doctor who closes it (the API, rules.cancel, still accepts the patient's cancel then).
+const WAITING = ["queued", "offered"];
 
 function Login() {
   const [policy, setPolicy] = useState("");
@@ -220,7 +223,7 @@ function QueueStatus({ consultation, onCancel }) {
       ${c.channel !== "text" && html`<div class="optin"><${DeviceCheck} /></div>`}
     </div>`}
     <p class="muted small">${t("spec." + c.specialty)} · ${formatDateTime(c.requested_at)}</p>
-    <button type="button" class="btn btn-ghost" onClick=${onCancel}>${t("p.cancel")}</button>
+    ${WAITING.includes(c.status) && html`<button type="button" class="btn btn-ghost" onClick=${onCancel}>${t("p.cancel")}</button>`}
   </${Card}>`;
 }
 
@@ -260,7 +263,7 @@ function ConsultationHome({ me }) {
 
   useEffect(() => {
     // Poll while waiting: the estimated wait changes without an event.
-    if (!current || !["queued", "offered"].includes(current.status)) return undefined;
+    if (!current || !WAITING.includes(current.status)) return undefined;
     const timer = setInterval(load, 15_000);
     return () => clearInterval(timer);
   }, [current && current.status]);

@@ -130,6 +130,8 @@ def test_consultation_end_to_end_with_a_network_drop(
     patient.fill("#complaints", "Болит горло и температура 37,8 со вчерашнего вечера")
     patient.click("form button[type=submit]")
     patient.wait_for_selector(".queue, .chat")
+    cancel = patient.get_by_role("button", name="Отменить запрос")
+    cancel.wait_for()  # offered while the request waits (queued or offered)
 
     doctors = []
     for username in demo.doctors:
@@ -153,6 +155,7 @@ def test_consultation_end_to_end_with_a_network_drop(
 
     patient.wait_for_selector(".chat .chat-input")
     _wait_text(patient, ".badge", "Идёт консультация")
+    assert cancel.count() == 0, "the request is no longer waiting: no cancel button once the doctor accepted"
 
     patient.fill(".chat-input", "Здравствуйте, болит горло")
     patient.press(".chat-input", "Enter")
@@ -185,6 +188,13 @@ def test_consultation_end_to_end_with_a_network_drop(
         assert frames > 0
     _wait_text(patient, "[data-testid=call-status]", "Соединено")
     doctor.screenshot(path=str(screenshots / "doctor-call-ru.png"), full_page=True)
+    talk, close = doctor.get_by_test_id("consult-talk"), doctor.get_by_test_id("consult-close")
+    assert close.bounding_box()["x"] < talk.bounding_box()["x"]  # desktop: the closing form beside the call
+    doctor.set_viewport_size(PHONE)
+    doctor.screenshot(path=str(screenshots / "doctor-call-ru-phone.png"), full_page=True)
+    talk_box, close_box = talk.bounding_box(), close.bounding_box()
+    assert talk_box["y"] + talk_box["height"] <= close_box["y"]  # phone: call and chat first, the form after
+    doctor.set_viewport_size(DESKTOP)
     patient.set_viewport_size(PHONE)
     patient.screenshot(path=str(screenshots / "patient-call-ru-phone.png"), full_page=True)
     patient.set_viewport_size(DESKTOP)
