@@ -29,7 +29,7 @@ from tests.backends import POSTGRES_URL, REDIS_URL, DatabaseFactory, require_rea
 from tests.factories import STAFF_PASSWORD, Factories
 from tests.fakes import RecordingSender, outbox_code
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # two server processes start on a shared 2-core machine
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGIN = "http://127.0.0.1:8080"
@@ -63,7 +63,7 @@ class ServerProcess:
         """Base URL."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 30) -> None:
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 90) -> None:
         """Poll /readyz until the database and the bus answer."""
         async with asyncio.timeout(timeout):
             while True:

@@ -26,7 +26,7 @@ from tests.factories import STAFF_PASSWORD, Factories
 from tests.fakes import RecordingSender, outbox_code
 from tests.test_multiprocess import ORIGIN, SECRET, ServerProcess, real_database
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]  # two server processes start on a shared 2-core machine
 __all__ = ["real_database"]  # the fixture, imported for this module
 
 
