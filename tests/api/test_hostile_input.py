@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -221,6 +222,7 @@ async def test_405_names_the_allowed_methods(client: TestClient) -> None:
     assert (await response.json())["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.timeout(400)  # every route x hypothesis examples; ~85 s alone on a loaded 2-core machine
 async def test_every_route_survives_hostile_strings_and_integers(client: TestClient, factories: Factories) -> None:
     """Property test over every documented route: path, query and body values drawn by hypothesis."""
     document = await (await client.get("/api/openapi.json")).json()
