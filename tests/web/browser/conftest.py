@@ -8,6 +8,7 @@ is ignored (the default run still executes it through the suite test, never skip
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -16,11 +17,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes import outbox_code
 
 if os.environ.get("TELEMED_BROWSER_NETNS") != "1":
     collect_ignore_glob = ["test_*.py"]
@@ -53,12 +57,23 @@ class DemoServer:
     insured_birth_date: str
     output: list[str] = field(default_factory=list)
 
-    def latest_code(self) -> str:
-        """The newest one-time code in the demo outbox (what `telemed outbox --last 1` shows)."""
-        lines = (self.data_dir / "outbox.jsonl").read_text().splitlines()
-        match = re.search(r"code: (\d{6})", lines[-1])
-        assert match, lines[-1]
-        return match.group(1)
+    def outbox_lines(self) -> int:
+        """How many messages the demo outbox holds now (count before asking for a new code)."""
+        path = self.data_dir / "outbox.jsonl"
+        return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
+
+    def latest_code(self, after_lines: int = 0, timeout: float = 10.0) -> str:
+        """The newest one-time code in the demo outbox (what `telemed outbox --last 1` shows).
+
+        The server answers ``policy/start`` first and its background queue writes the code a
+        moment later, so this waits (bounded) for a line beyond ``after_lines``, reusing the
+        async helper of the other tests. It runs on its own thread: Playwright's sync API owns
+        this thread's event loop.
+        """
+        path = self.data_dir / "outbox.jsonl"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            wait = outbox_code(path, after_lines=after_lines, timeout=timeout)
+            return pool.submit(asyncio.run, wait).result()
 
 
 def _free_port() -> int:
