@@ -4,7 +4,7 @@ import { html, render } from "./html.js";
 import { useEffect, useState } from "preact/hooks";
 import { LANGUAGES, addMessages, setLanguage, t, useLanguage } from "./i18n.js";
 import { logout, restoreSession, session } from "./api.js";
-import { connection, startSocket, stopSocket } from "./ws.js";
+import { connection, sessionNotice, startSocket, stopSocket } from "./ws.js";
 import { href, route } from "./router.js";
 import { useStore } from "./store.js";
 import { ROLES } from "./roles.js";
@@ -27,6 +27,14 @@ function ConnectionBadge() {
   if (state === "idle") return null;
   const key = state === "open" ? "conn.open" : state === "offline" ? "conn.offline" : "conn.connecting";
   return html`<span class=${"conn conn-" + state} role="status" aria-live="polite">${t(key)}</span>`;
+}
+
+/** Why the server signed this tab out (idle past the limit, A10; or the session ended), above the login. */
+function SessionNotice() {
+  const reason = useStore(sessionNotice);
+  if (!reason) return null;
+  return html`<p class="alert alert-warn session-notice" role="alert" data-testid="session-notice">
+    ${t(reason === "idle" ? "session.idle" : "session.ended")}</p>`;
 }
 
 function Header() {
@@ -93,7 +101,7 @@ function App() {
       document.getElementById("main").focus();
     }}>${t("app.skip")}</a>
     <${Header} />
-    <main id="main" tabindex="-1">${body}</main>`;
+    <main id="main" tabindex="-1"><${SessionNotice} />${body}</main>`;
 }
 
 render(html`<${App} />`, document.getElementById("app"));

@@ -1,7 +1,10 @@
 // The one client WebSocket of this tab: authenticates with a single-use ticket in the first
 // frame, re-subscribes after every reconnect (each subscription computes its own parameters, so
 // chat resumes "after the last seq I have"), and detects a dead link with its own pings.
-import { api, refresh } from "./api.js";
+// Network drops (1006 and the like) reconnect with backoff; the server's terminal closes do not:
+// 4002 "idle timeout" (A10) signs the user out, and 4001 after a refresh that failed means the
+// session is over, so both end here with a notice for the login page instead of a reconnect loop.
+import { api, currentRole, logout, refresh } from "./api.js";
 import { createStore } from "./store.js";
 
 const PING_EVERY_MS = 5_000;
@@ -10,9 +13,17 @@ const PONG_TIMEOUT_MS = 4_000;
 /** "idle" | "connecting" | "open" | "offline" */
 export const connection = createStore("idle");
 
+/** Close codes of server/realtime/messages.py that end the session rather than the link. */
+export const CLOSE_AUTH = 4001; // authentication failed, or the session ended (logout, revocation, expiry)
+export const CLOSE_IDLE = 4002; // no frame from the user within the idle limit (A10)
+
+/** Why the server ended this tab's session: "idle" | "ended" | null; shown above the login form. */
+export const sessionNotice = createStore(null);
+
 let ws = null;
 let nextId = 1;
 let started = false;
+let listening = false;
 let attempt = 0;
 let reconnectTimer = null;
 let pingTimer = null;
@@ -29,11 +40,17 @@ function wsUrl() {
 export function startSocket() {
   if (started) return;
   started = true;
-  window.addEventListener("online", () => reconnectNow());
-  window.addEventListener("offline", () => {
-    if (ws) lost(ws, 1006, true);
-    connection.set("offline");
-  });
+  sessionNotice.set(null);
+  if (!listening) {
+    // Once per page: a stop and a new sign-in must not add a second pair of listeners.
+    listening = true;
+    window.addEventListener("online", () => reconnectNow());
+    window.addEventListener("offline", () => {
+      if (!started) return;
+      if (ws) lost(ws, 1006, true);
+      connection.set("offline");
+    });
+  }
   connect();
 }
 
@@ -112,9 +129,29 @@ async function lost(socket, code, authed) {
   }
   byRequestId.clear();
   if (!started) return;
+  if (code === CLOSE_IDLE) {
+    // A10: the server found this socket idle past the limit; reconnecting would only restart the
+    // clock, so sign out (the other tabs follow) and say why on the login page.
+    endSession("idle");
+    return;
+  }
   connection.set(navigator.onLine === false ? "offline" : "connecting");
-  if (code === 4001 || (!authed && code !== 1006)) await refresh().catch(() => false);
+  if (code === CLOSE_AUTH || (!authed && code !== 1006)) {
+    await refresh().catch(() => false);
+    if (!started) return;
+    if (code === CLOSE_AUTH && authed && currentRole() === null) {
+      // The refresh was refused (401): the session was revoked or expired. No reconnect loop.
+      endSession("ended");
+      return;
+    }
+  }
   scheduleReconnect();
+}
+
+function endSession(reason) {
+  stopSocket();
+  sessionNotice.set(reason);
+  if (currentRole() !== null) logout();
 }
 
 function startPings(socket) {
