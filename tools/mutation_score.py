@@ -8,7 +8,10 @@
 The configuration is ``[tool.mutmut]`` in pyproject.toml (only server/domain is mutated, only
 tests/domain runs). Each module is one ``mutmut run`` bounded by ``--minutes`` (the mutants not reached
 in time are reported as "not checked"); ``--max-children`` (default 1) is mutmut's parallelism, kept low
-because the machine's two cores are shared.
+because the machine's two cores are shared. By default each mutant runs the example tests of
+tests/domain only, not the Hypothesis property tests (tests/domain/conftest.py leaves them out when
+the script asks): minutes instead of an hour per module, and a lower bound of the score, since a
+property test can only kill more (``--with-properties`` runs them too).
 
 A mutant is *killed* when a test fails on it; the score is killed / (killed + survived), timeouts
 counted as killed and mutants with no covering test as survived. Each mutant is also classified by
@@ -59,7 +62,7 @@ def modules(names: list[str]) -> list[str]:
     return names
 
 
-def run(module: str, max_children: int, minutes: float) -> bool:
+def run(module: str, max_children: int, minutes: float, *, properties: bool) -> bool:
     """Run mutmut over the mutants of one module (named ``server.domain.<module>.x_...``), at most ``minutes``.
 
     Returns False when the time ran out (mutmut and its workers are stopped; the verdicts reached so
@@ -68,6 +71,7 @@ def run(module: str, max_children: int, minutes: float) -> bool:
     proc = subprocess.Popen(  # noqa: S603 - our own venv's mutmut, with a module name checked against server/domain
         [str(MUTMUT), "run", "--max-children", str(max_children), f"server.domain.{module}.*"],
         cwd=ROOT,
+        env={**os.environ, "TELEMED_MUTATION_EXAMPLE_TESTS_ONLY": "0" if properties else "1"},
         start_new_session=True,  # its own process group, so that the workers can be stopped with it
     )
     try:
@@ -186,12 +190,15 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="do not run, only print the last results")
     parser.add_argument("--max-children", type=int, default=1, help="parallel test processes (default 1)")
     parser.add_argument("--minutes", type=float, default=20.0, help="time limit of each module's run (default 20)")
+    parser.add_argument(
+        "--with-properties", action="store_true", help="also run the Hypothesis property tests (much slower)"
+    )
     parser.add_argument("--survivors", action="store_true", help="list every surviving decision mutant")
     args = parser.parse_args()
     chosen = modules(args.modules)
     if not args.report_only:
         for module in chosen:
-            run(module, args.max_children, args.minutes)
+            run(module, args.max_children, args.minutes, properties=args.with_properties)
     print(
         f"{'module':<24} {'mutants':>7} {'unchecked':>9} {'killed':>7} {'survived':>8} {'score':>7}"
         f" {'decision':>9} {'dec.surv':>8} {'dec.score':>9} {'msg.score':>9}"
