@@ -115,6 +115,9 @@ END_PEER_LOST: Final = "peer_lost"  # a participant did not come back within the
 END_CONSULTATION: Final = "consultation_ended"
 END_STEPPED_DOWN: Final = "stepped_down"  # the call gave way to text chat or a call-back request
 END_REASONS: Final = (END_HANGUP, END_PEER_LOST, END_CONSULTATION, END_STEPPED_DOWN)
+# Not an end of the call: sent (as ``call.ended``) to one leg only, the doctor's whose consultation was
+# handed to another doctor or unassigned; the patient sees ``call.peer_away`` and the call goes on.
+END_REASSIGNED: Final = "reassigned"
 
 
 class ProtocolError(ValueError):

@@ -141,6 +141,10 @@ class CallStore(Protocol):
         """Whether the consultation is still active."""
         ...
 
+    async def parts_now(self, consultation_id: int, principals: list[Any]) -> tuple[bool, list[Part | None]]:
+        """Whether the consultation is active, and each principal's part in it now (None: no longer takes part)."""
+        ...
+
 
 @dataclass(eq=False)
 class Leg:
@@ -158,6 +162,8 @@ class Leg:
     relay_only: bool = False
     closed: bool = False
     suspended: bool = False  # the consultation was announced as no longer active: nothing passes until confirmed
+    reassigned: bool = False  # the consultation was announced as handed over: this doctor leg waits for the recheck
+    principal: Any = None  # who joined (re-checked against the consultation's current doctor on every update)
     on_detach: Callable[[], None] | None = None  # the socket's own cleanup (its subscription)
 
 
@@ -239,6 +245,7 @@ class CallRelay:
             media=media,
             peer_present=state.present(other),
             relay_only=_relay_only(state),
+            principal=principal,
         )
         self._attach(leg)
         self.publish(
@@ -315,6 +322,8 @@ class CallRelay:
             raise ProtocolError(protocol.ERR_NOT_JOINED, "join the call first (call.join)")
         if leg.suspended:
             raise ProtocolError(protocol.ERR_CALL_ENDED, "the consultation is no longer active")
+        if leg.reassigned:
+            raise ProtocolError(protocol.ERR_CALL_ENDED, "the consultation was handed to another doctor")
         return leg
 
     async def leave(self, owner: object, call_id: int) -> Message:
@@ -498,6 +507,60 @@ class CallRelay:
                 state = await self.store.hang_up(call_id, None, protocol.END_CONSULTATION)
                 self._publish_ended(call_id, None, state)
 
+    def consultation_updated(self, consultation_id: int, *, handover: bool) -> None:
+        """The consultation changed but is still active: re-check who takes part (issue 13 item 2, C5).
+
+        Only the patient and the consultation's current doctor may be in its call. On a hand-over the
+        doctor legs are held at once (fail closed, as for an ended consultation), then the database
+        says whether each leg's user still takes part: a leg that no longer does is removed.
+        """
+        legs = [leg for leg in self.legs.values() if leg.consultation_id == consultation_id and not leg.closed]
+        if not legs:
+            return
+        if handover:
+            for leg in legs:
+                if leg.part == "doctor":
+                    leg.reassigned = True
+        self._spawn(self.recheck_participants(consultation_id))
+
+    async def recheck_participants(self, consultation_id: int) -> None:
+        """Remove the legs whose user no longer takes part; the other side sees them leave (peer away)."""
+        legs = [leg for leg in self.legs.values() if leg.consultation_id == consultation_id and not leg.closed]
+        if not legs:
+            return
+        try:
+            active, parts = await self.store.parts_now(consultation_id, [leg.principal for leg in legs])
+        except Exception:
+            log.exception("could not recheck who takes part in consultation %s; held legs stay held", consultation_id)
+            return
+        if not active:
+            await self.consultation_changed(consultation_id)
+            return
+        for leg, part in zip(legs, parts, strict=True):
+            if leg.closed:
+                continue
+            if part == leg.part:
+                leg.reassigned = False
+                continue
+            await self.remove_leg(leg)
+
+    async def remove_leg(self, leg: Leg) -> None:
+        """The leg's user no longer takes part: tell that leg the call is over for it, then leave (grace period)."""
+        leg.reassigned = True  # nothing more passes, whatever happens next
+        leg.deliver(
+            {
+                "type": protocol.EV_ENDED,
+                "call_id": leg.call_id,
+                "reason": protocol.END_REASSIGNED,
+                "ended_by": None,
+                "duration_seconds": None,
+            }
+        )
+        try:
+            await self._drop(leg)
+        except Exception:
+            log.exception("could not record that call %s leg %s was removed", leg.call_id, leg.part)
+
     # -- from the bus -------------------------------------------------------------------------------
 
     def _on_bus(self, call_id: int, message: Message) -> None:
@@ -517,8 +580,8 @@ class CallRelay:
                     )
                 self._detach(leg)
                 continue
-            if leg.suspended:
-                continue  # nothing of a call whose consultation ended reaches it, except the end
+            if leg.suspended or leg.reassigned:
+                continue  # nothing of a call whose consultation ended (or moved on) reaches it, except the end
             if sender == leg.part:
                 if kind == BUS_JOINED and message.get("leg") != leg.id:
                     leg.deliver({"type": protocol.EV_REPLACED, "call_id": call_id})  # same user, another socket

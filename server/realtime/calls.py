@@ -85,8 +85,12 @@ async def handle_join(relay: CallRelay, connection: Connection, msg: dict[str, A
     call_id = result["call_id"]
 
     def on_consultation(message: dict[str, Any]) -> None:
-        if message.get("type") == EVENT_CONSULTATION_UPDATED and message.get("status") != "active":
+        if message.get("type") != EVENT_CONSULTATION_UPDATED:
+            return
+        if message.get("status") != "active":
             relay.consultation_left_active(join.consultation_id)  # suspends at once, then confirms
+        else:  # still active, perhaps with another doctor: only the current one stays (issue 13 item 2)
+            relay.consultation_updated(join.consultation_id, handover=message.get("reason") == "handover")
 
     unlisten = hub.listen(consultation_channel(join.consultation_id), on_consultation)
 

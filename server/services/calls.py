@@ -244,6 +244,13 @@ class CallService:
             access = await chat_repo.get_access(uow.session, consultation_id)
         return access is not None and access.status == "active"
 
+    async def parts_now(self, consultation_id: int, principals: list[Any]) -> tuple[bool, list[Part | None]]:
+        """Whether the consultation is active, and each caller's part now (a handed-over doctor: None)."""
+        async with self.ctx.uow() as uow:
+            access = await chat_repo.get_access(uow.session, consultation_id)
+        active = access is not None and access.status == "active"
+        return active, [participant_of(access, p) if isinstance(p, Principal) else None for p in principals]
+
 
 async def _queue_call_back_txn(uow: UnitOfWork, consultation_id: int, now: datetime) -> None:
     """One open call-back request per consultation in the dispatchers' queue (a repeat adds none)."""

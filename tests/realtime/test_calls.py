@@ -423,3 +423,57 @@ async def test_a_revoked_session_relays_nothing_more_even_before_its_socket_is_c
     assert refused.value.code == "not_joined"
     with pytest.raises(TimeoutError):
         await patient.event(patient_sub, "call.description", timeout=0.3)
+
+
+async def test_a_handed_over_doctor_is_removed_from_the_call_and_the_new_doctor_may_join(
+    client: TestClient, chat_setup: ChatSetup, factories: Factories
+) -> None:
+    """Issue 13 item 2, checklist B5/C5: only the patient and the CURRENT assigned doctor are in the call.
+
+    The hand-over's bus event (status still active) makes the relay re-check who takes part: the old
+    doctor's leg gets ``call.ended`` (reason ``reassigned``) and relays nothing more, the patient sees the
+    doctor leave (``call.peer_away``), and the new doctor joins the same call within the grace period.
+    """
+    from sqlalchemy import update
+
+    from server.channels import consultation_channel
+    from server.db.models import Consultation
+    from server.keys import context_key
+
+    old, old_sub, patient, patient_sub, call_id = await start_call(client, chat_setup)
+    await patient.event(patient_sub, "call.media")  # the doctor's media state, announced on the patient's join
+    successor = await factories.staff("doctor")
+    async with factories.session_factory() as session:
+        await session.execute(
+            update(Consultation).where(Consultation.id == chat_setup.consultation.id).values(doctor_id=successor.id)
+        )
+        await session.commit()
+    await client.app[context_key].bus.publish(
+        consultation_channel(chat_setup.consultation.id),
+        {
+            "type": "consultation.updated",
+            "consultation_id": chat_setup.consultation.id,
+            "status": "active",
+            "reason": "handover",
+        },
+    )
+    removed = await old.event(old_sub, "call.ended")
+    assert removed["reason"] == "reassigned" and removed["call_id"] == call_id
+    away = await patient.event(patient_sub, "call.peer_away")
+    assert away["who"] == "doctor" and away["rejoin_deadline"]
+    assert error_code(await old.request("call.offer", call_id=call_id, sdp=OFFER)) == "not_joined"
+    assert error_code(await old.request("call.media", call_id=call_id, audio=False, video=False)) == "not_joined"
+    _again, rejoin = await join(old, chat_setup.consultation.id)
+    assert error_code(rejoin) == "not_found"  # no longer this consultation's doctor
+    assert _described(patient) == []
+    with pytest.raises(TimeoutError):
+        await patient.event(patient_sub, "call.media", timeout=0.3)
+    new = await connect(client, await factories.login_staff(client, successor))
+    new_sub, new_join = await join(new, chat_setup.consultation.id)
+    assert new_join["success"], new_join
+    assert new_join["result"]["call_id"] == call_id and new_join["result"]["peer"]["present"] is True
+    joined = await patient.event(patient_sub, "call.peer_joined")
+    assert joined["who"] == "doctor" and joined["rejoin"] is True
+    assert (await new.request("call.offer", call_id=call_id, sdp=OFFER))["success"]
+    assert (await patient.event(patient_sub, "call.description"))["description"]["type"] == "offer"
+    assert (await new.event(new_sub, "call.media"))["from"] == "patient"  # re-announced to the newcomer
