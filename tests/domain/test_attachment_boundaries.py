@@ -252,3 +252,39 @@ def test_the_replacement_carries_over_only_paid_time_left_at_another_clinic_R5_4
     with pytest.raises(InvalidInput) as err:
         replacement_attachment_letter(registry(), make_policy(), new_clinic, date(2026, 6, 10), [ended])
     assert err.value.details == {"clinic_id": CLINIC_CAT2_OTHER}
+
+
+def test_a_payment_on_the_previous_letters_first_day_continues_it_R7_3() -> None:
+    """R7.3 boundary: bundled on the day the running letter starts (``<=``), the new one continues it, no gap."""
+    running = attachment(valid_from=date(2026, 4, 2), valid_until=date(2026, 7, 1))
+    plan = attachment_letter_for_payment(
+        registry(),
+        quarterly_policy(),
+        CLINIC,
+        date(2026, 4, 2),
+        covers_due_on=date(2026, 7, 1),
+        previous_letters=[running],
+    )
+    assert plan.valid_from == date(2026, 4, 2)
+    assert [(r.rule, r.facts) for r in plan.reasons][2] == (
+        "R7.3",
+        {"previous_letter": "AL-2026-000001", "valid_from": "2026-04-02"},
+    )
+
+
+def test_every_reason_of_a_plan_carries_its_rule_and_facts_R7_1_R7_2_R6_2_R7_3() -> None:
+    plan = attachment_letter_for_payment(registry(), quarterly_policy(), CLINIC, date(2026, 6, 11))
+    assert [(r.rule, r.facts) for r in plan.reasons] == [
+        ("R7.1", {"bundled_on": "2026-06-11", "policy_number": "VHI-2026-0007"}),
+        ("R7.2", {"send_on": "2026-06-15", "clinic_id": CLINIC_CAT2}),
+        ("R6.2", {"valid_from": "2026-06-15"}),
+        (
+            "R7.3",
+            {
+                "valid_until": "2026-07-01",
+                "payment_mode": PaymentMode.INSTALLMENTS.value,
+                "covers_due_on": None,
+                "scheduled_due_on": "2026-07-01",
+            },
+        ),
+    ]
