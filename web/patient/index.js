@@ -15,9 +15,24 @@ import { alertUser, askNotificationPermission, notificationPermission, unlockSou
 import messages from "./messages.js";
 
 const OPEN = ["queued", "offered", "active"];
-// The request can be withdrawn from the page only while it waits; once a doctor holds it, it is
-// the doctor who closes it (the API, rules.cancel, still accepts the patient's cancel then).
+// While the request waits it is withdrawn with "cancel the request"; once a doctor holds it the
+// patient leaves it instead (same endpoint, rules.cancel accepts it), after a confirmation: a
+// doctor who never completes must not keep the patient's one open consultation forever.
 const WAITING = ["queued", "offered"];
+
+function LeaveConsultation({ onLeave }) {
+  const [asking, setAsking] = useState(false);
+  if (!asking) {
+    return html`<button type="button" class="btn btn-ghost" data-testid="leave" onClick=${() => setAsking(true)}>${t("p.leave")}</button>`;
+  }
+  return html`<div class="stack" role="group" aria-label=${t("p.leave")} data-testid="leave-confirm">
+    <p class="alert alert-warn" role="alert">${t("p.leaveConfirm")}</p>
+    <div class="row">
+      <button type="button" class="btn btn-danger" data-testid="leave-yes" onClick=${onLeave}>${t("p.leaveYes")}</button>
+      <button type="button" class="btn btn-ghost" onClick=${() => setAsking(false)}>${t("p.leaveNo")}</button>
+    </div>
+  </div>`;
+}
 
 function Login() {
   const [policy, setPolicy] = useState("");
@@ -224,6 +239,7 @@ function QueueStatus({ consultation, onCancel }) {
     </div>`}
     <p class="muted small">${t("spec." + c.specialty)} · ${formatDateTime(c.requested_at)}</p>
     ${WAITING.includes(c.status) && html`<button type="button" class="btn btn-ghost" onClick=${onCancel}>${t("p.cancel")}</button>`}
+    ${c.status === "active" && html`<${LeaveConsultation} onLeave=${onCancel} />`}
   </${Card}>`;
 }
 
@@ -280,7 +296,9 @@ function ConsultationHome({ me }) {
   const open = current && OPEN.includes(current.status);
   const cancel = async () => {
     try {
-      await post(`/api/consultations/${current.id}/cancel`, {});
+      // The reason tells the doctor (and the audit) that the patient left an active consultation.
+      const body = current.status === "active" ? { reason: "the patient left the consultation" } : {};
+      await post(`/api/consultations/${current.id}/cancel`, body);
       load();
     } catch (err) {
       setError(err);
