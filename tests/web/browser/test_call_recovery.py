@@ -178,6 +178,13 @@ def test_glare_a_network_drop_and_the_step_down_ladder_in_one_call(
     dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-en-phone.png"), full_page=True)
     dispatcher.set_viewport_size(DESKTOP)
     dispatcher.screenshot(path=str(screenshots / "dispatcher-call-back-en.png"), full_page=True)
+
+    # The doctor never completes: the patient leaves the active consultation after a confirmation
+    # (the same cancel endpoint) and may ask for a new one (one open consultation per person).
+    patient.get_by_role("button", name="Покинуть консультацию").click()
+    patient.get_by_role("button", name="Да, покинуть").click()
+    patient.wait_for_selector("#complaints, input[name^=consent-]", timeout=15_000)
+    assert patient.get_by_role("button", name="Покинуть консультацию").count() == 0
     for context in contexts:
         context.close()
     assert not [e for e in errors if "pageerror" in e], errors
