@@ -85,14 +85,24 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
     """The one-command demo exactly as a new user runs it (dev mode, SQLite, in-process bus)."""
+    yield from _run_demo(tmp_path_factory.mktemp("demo-data"), {})
+
+
+@pytest.fixture(scope="module")
+def idle_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoServer]:
+    """A second demo whose sockets close as idle after 3 s (A10), for the session-end notice."""
+    yield from _run_demo(tmp_path_factory.mktemp("idle-demo-data"), {"TELEMED_WS_IDLE_SECONDS": "3"})
+
+
+def _run_demo(data: Path, extra_env: dict[str, str], insured: int = 30) -> Iterator[DemoServer]:
     port = _free_port()
-    data = tmp_path_factory.mktemp("demo-data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TELEMED_")}
+    env.update(extra_env)
     env["TELEMED_DATA_DIR"] = str(data)
     env["TELEMED_ALLOWED_ORIGINS"] = f"http://127.0.0.1:{port}"
     env["TELEMED_RTC_HOST_ADDRESSES"] = "127.0.0.1"  # the echo peer's ICE candidates stay on loopback
     process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--insured", "30"],
+        [sys.executable, "-m", "server.cli", "demo", "--port", str(port), "--insured", str(insured)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
