@@ -311,6 +311,11 @@ class CallRelay:
             if unlisten is not None:
                 unlisten()
 
+    def in_call(self, owner: object) -> bool:
+        """Whether the socket holds a leg of a call here: in a call media flows and no frame needs
+        to, so the socket is not idle (A10)."""
+        return any(leg.owner is owner and not leg.closed for leg in self.legs.values())
+
     def leg_of(self, owner: object, call_id: int) -> Leg:
         """The socket's leg in that call.
 

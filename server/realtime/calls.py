@@ -248,6 +248,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         CallService(ctx), publish=outbox.publish, listen=hub.listen, ice_config=ice_config(app), ring=ring
     )
     app[call_relay_key] = relay
+    hub.busy_checks.append(relay.in_call)
     echo = EchoService(ctx.settings.rtc_echo_max_sessions)
     app[echo_key] = echo
     try:

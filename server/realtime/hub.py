@@ -220,6 +220,9 @@ class RealtimeHub:
         self._subscription = ctx.bus.subscribe([chat_commits_channel()])
         self._handlers: dict[str, list[Handler]] = {}
         self._resync_handlers: list[Callable[[], None]] = []
+        # A10: a socket that is busy with the user (e.g. a leg of a call in progress, where media
+        # flows and no frame needs to) is not idle; the call relay registers its check here.
+        self.busy_checks: list[Callable[[object], bool]] = []
         self._fetch_pending: dict[int, None] = {}
         self._fetch_wakeup = asyncio.Event()
         self._access_pending: dict[int, None] = {}
@@ -523,8 +526,13 @@ class RealtimeHub:
             now = loop.time()
             due: dict[str, list[Connection]] = {}
             idle_before = now - self.idle_limit_seconds()
+            session_activity = self._session_activity()
             for connection in list(self.connections):
-                if connection.last_activity_at <= idle_before and not connection.closing:
+                if (
+                    session_activity[connection.principal.session_id] <= idle_before
+                    and not connection.closing
+                    and not any(busy(connection) for busy in self.busy_checks)
+                ):
                     # A10: idle past the limit closes at the limit, not at the next refresh.
                     connection.close_soon(messages.CLOSE_IDLE, "idle timeout")
                     continue
@@ -547,6 +555,15 @@ class RealtimeHub:
                         connection.close_soon(messages.CLOSE_AUTH, "session ended")
                     else:
                         connection.next_check_at = loop.time() + self.seconds_until_next_check(connection)
+
+    def _session_activity(self) -> dict[str, float]:
+        """The latest frame from the user over all of a session's sockets here: a tab left in the
+        background is not idle while another tab of the same session is in use (A10)."""
+        latest: dict[str, float] = {}
+        for connection in self.connections:
+            session_id = connection.principal.session_id
+            latest[session_id] = max(latest.get(session_id, connection.last_activity_at), connection.last_activity_at)
+        return latest
 
     def idle_limit_seconds(self) -> float:
         """How long a socket may go without a frame from its user (A10): the session's idle limit."""
