@@ -251,6 +251,10 @@ async def seed(database_url: str) -> tuple[Any, Any, Any, str]:
         patient = await factories.insured()
         doctor = await factories.staff("doctor")
         await factories.shift(doctor)  # on duty, so the assignment loop keeps the consultation with them
+        # The doctor accepted from a live socket, as in the product: a doctor never connected would see
+        # the consultation go back to the queue at the first disconnect sweep (R11.8), before the test's
+        # own sockets open (it did, about one run in four).
+        await factories.online(doctor)
         consultation = await factories.consultation(patient, doctor, status="active")
         return patient, doctor, consultation, await factories.policy_number_of(patient)
     finally:
